@@ -1,0 +1,101 @@
+"""The public fixtures: prune_case → pretrained_model → pruned_model → finetuned_model → prune_result.
+
+This module imports no torch at import time; the pipeline is imported when a fixture first runs.
+Every fixture copies what its cell measured so far into the test's record, also when a stage fails, so
+an error report still carries the achieved compression, the amount and whatever else was known.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .results import PROPERTY, PruneResult
+
+if TYPE_CHECKING:
+    from .matrix import Case
+    from .pipeline import Cell, Store
+
+PUBLIC_FIXTURES = frozenset({"prune_case", "pretrained_model", "pruned_model", "finetuned_model", "prune_result"})
+
+
+def _settings(config: pytest.Config) -> Any:
+    from .plugin import SETTINGS
+
+    return config.stash[SETTINGS]
+
+
+@pytest.fixture(scope="session")
+def _prune_store(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    from .pipeline import Store
+
+    # Trained references persist in pytest's cache (--cache-clear wipes it); without the cache plugin
+    # they live for this session only.
+    cache = getattr(pytestconfig, "cache", None)
+    folder = cache.mkdir("pytest_prune") if cache is not None else tmp_path_factory.mktemp("pytest_prune")
+    return Store(_settings(pytestconfig), folder)
+
+
+@pytest.fixture(scope="session")
+def _prune_expectations() -> dict[str, Any]:
+    from .thresholds import load_expectations
+
+    return load_expectations()
+
+
+@pytest.fixture
+def prune_case(request: pytest.FixtureRequest) -> Case:
+    """The cell under test: dataset, arch, pruner, compression, seed (parametrized by pytest-prune)."""
+    case = getattr(request, "param", None)
+    if case is None:
+        pytest.fail("prune_case is parametrized by pytest-prune; request it from a test function", pytrace=False)
+    request.node.user_properties.append((PROPERTY, case.to_dict()))
+    return case
+
+
+@pytest.fixture
+def _prune_record(prune_case: Case, request: pytest.FixtureRequest) -> dict[str, Any]:
+    return next(value for key, value in request.node.user_properties if key == PROPERTY)
+
+
+@pytest.fixture
+def _prune_cell(prune_case: Case, _prune_store: Store) -> Cell:
+    return _prune_store.cell(prune_case)
+
+
+def _run(cell: Cell, record: dict[str, Any], stage: str) -> Any:
+    __tracebackhide__ = True
+    try:
+        return getattr(cell, stage)()
+    finally:
+        record.update(cell.fields)
+
+
+@pytest.fixture
+def pretrained_model(_prune_cell: Cell, _prune_record: dict[str, Any]) -> Iterator[Any]:
+    """The shared dense model of the cell's (dataset, arch), in eval mode. Do not modify it."""
+    dense = _run(_prune_cell, _prune_record, "dense")
+    yield dense.model
+    dense.guard(f"{_prune_cell.case.dataset}/{_prune_cell.case.arch}")
+
+
+@pytest.fixture
+def pruned_model(_prune_cell: Cell, _prune_record: dict[str, Any]) -> Any:
+    """A copy of the pruned model before finetuning (masked weights are zero)."""
+    return copy.deepcopy(_run(_prune_cell, _prune_record, "pruned").model)
+
+
+@pytest.fixture
+def finetuned_model(_prune_cell: Cell, _prune_record: dict[str, Any]) -> Any:
+    """A copy of the pruned model after finetuning with masks enforced."""
+    return copy.deepcopy(_run(_prune_cell, _prune_record, "finetuned"))
+
+
+@pytest.fixture
+def prune_result(_prune_cell: Cell, _prune_record: dict[str, Any]) -> PruneResult:
+    """Everything measured for the cell: accuracies (fractions), params, compression, MACs, speedup."""
+    _run(_prune_cell, _prune_record, "finetuned")
+    return PruneResult.from_fields(_prune_record)

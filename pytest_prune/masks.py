@@ -1,0 +1,188 @@
+"""Prunable weights, the compression → amount arithmetic, and masks: derived from any pruner style, validated.
+
+A pruner may (1) return ``{parameter_name: mask}``, (2) prune in place with ``torch.nn.utils.prune``
+(``*_orig`` / ``*_mask``), or (3) zero weights in place and return None. ``derive_masks`` turns all three
+into one ``{name: bool tensor}`` dict and leaves the model a plain module whose weights are already masked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+COMPRESSION_TOLERANCE = 0.05
+"""A cell fails when its achieved compression is off the target by more than 5% (relative)."""
+
+
+class MaskError(ValueError):
+    """A pruner produced something the harness cannot use; the message says what and how to fix it."""
+
+
+def _weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear | nn.modules.conv._ConvNd)
+        and isinstance(getattr(module, "weight", None), torch.Tensor)
+    ]
+
+
+def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """Prunable weights as ``(module, "weight")`` pairs: every conv and linear weight except the classifier.
+
+    The classifier is the module flagged ``is_classifier = True``, or, where nothing is flagged, the last
+    conv/linear module in registration order (ShrinkBench's convention). Biases and BatchNorm are not
+    prunable. The list is what ``torch.nn.utils.prune.global_unstructured`` takes.
+    """
+    layers = _weighted_layers(model)
+    flagged = [module for _, module in layers if getattr(module, "is_classifier", False)]
+    excluded = set(map(id, flagged)) if flagged else ({id(layers[-1][1])} if layers else set())
+    return [(module, "weight") for _, module in layers if id(module) not in excluded]
+
+
+def prunable_names(model: nn.Module) -> list[str]:
+    """Parameter names of the prunable weights, e.g. ``["conv1.weight", ...]``."""
+    names = {id(module): name for name, module in model.named_modules()}
+    return [f"{names[id(module)]}.{attr}".lstrip(".") for module, attr in prunable(model)]
+
+
+def amount_for(total: int, prunable_count: int, compression: float) -> float:
+    """Fraction of the prunable weights to remove so that total/nonzero = ``compression``.
+
+    Removing ``r`` weights gives compression total/(total − r), so r = total·(1 − 1/compression) and
+    amount = r / prunable. Raises ValueError when the target needs more than every prunable weight.
+    """
+    if compression < 1 or not math.isfinite(compression):
+        raise ValueError(f"compression must be a finite number ≥ 1, got {compression}")
+    if prunable_count <= 0:
+        if compression == 1:
+            return 0.0
+        raise ValueError("the model has no prunable weights (conv/linear weights other than the classifier)")
+    amount = total * (1.0 - 1.0 / compression) / prunable_count
+    if amount >= 1.0:
+        ceiling = total / max(total - prunable_count, 1)
+        raise ValueError(
+            f"compression {compression:g}x is not reachable: removing every prunable weight gives "
+            f"{ceiling:.3g}x ({total - prunable_count:,} of {total:,} parameters are not prunable)"
+        )
+    return amount
+
+
+def count_to_remove(amount: float, numel: int) -> int:
+    """How many of ``numel`` weights a pruner asked for ``amount`` removes (round to nearest)."""
+    return min(numel, max(0, round(amount * numel)))
+
+
+def _to_bool_mask(name: str, value: Any, param: torch.Tensor) -> torch.Tensor:
+    try:
+        mask = torch.as_tensor(value)
+    except Exception as exc:  # noqa: BLE001
+        raise MaskError(f"mask for {name!r} is a {type(value).__name__}, not a tensor or array: {exc}") from exc
+    if tuple(mask.shape) != tuple(param.shape):
+        raise MaskError(
+            f"mask for {name!r} has shape {tuple(mask.shape)}; the parameter has shape {tuple(param.shape)}"
+        )
+    if mask.dtype == torch.bool:
+        return mask.to(param.device)
+    if mask.is_complex() or not (mask.is_floating_point() or mask.dtype in _INT_DTYPES):
+        raise MaskError(f"mask for {name!r} has dtype {mask.dtype}; use bool or 0/1 numbers")
+    if mask.is_floating_point() and not torch.isfinite(mask).all():
+        raise MaskError(f"mask for {name!r} contains NaN or infinity; masks are 0 (remove) or 1 (keep)")
+    binary = (mask == 0) | (mask == 1)
+    if not binary.all():
+        bad = mask[~binary].flatten()[:3].tolist()
+        raise MaskError(f"mask for {name!r} is not binary (values such as {bad}); masks are 0 or 1")
+    return (mask != 0).to(param.device)
+
+
+_INT_DTYPES = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
+
+
+def _strip_torch_prune(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Make torch.nn.utils.prune re-parametrisations permanent; return their masks by parameter name."""
+    from torch.nn.utils import prune as torch_prune
+
+    masks: dict[str, torch.Tensor] = {}
+    for module_name, module in model.named_modules():
+        hooks = [h for h in module._forward_pre_hooks.values() if isinstance(h, torch_prune.BasePruningMethod)]
+        for hook in hooks:
+            names = [m._tensor_name for m in getattr(hook, "_pruning_methods", [hook])]
+            for tensor_name in dict.fromkeys(names):
+                mask = getattr(module, tensor_name + "_mask").detach().clone()
+                torch_prune.remove(module, tensor_name)
+                masks[f"{module_name}.{tensor_name}".lstrip(".")] = mask != 0
+    return masks
+
+
+def derive_masks(model: nn.Module, returned: Any, dense_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Collect masks from the pruner's return value, torch prune buffers and newly zeroed weights.
+
+    Masks from several sources for one parameter are combined (a weight is kept only if every source
+    keeps it). Afterwards every masked weight is exactly zero. ``dense_state`` holds the parameters before
+    pruning, to tell weights the pruner zeroed from weights that were zero already.
+    """
+    if returned is not None and not isinstance(returned, Mapping):
+        raise MaskError(
+            f"pruner returned a {type(returned).__name__}; return a dict {{parameter_name: mask}}, "
+            "or prune in place (torch.nn.utils.prune or zeroed weights) and return None"
+        )
+    masks = _strip_torch_prune(model)
+    params = dict(model.named_parameters())
+    for name, value in (returned or {}).items():
+        if name not in params:
+            raise MaskError(
+                f"mask for unknown parameter {name!r}; prunable parameters are: "
+                f"{', '.join(prunable_names(model)) or '(none)'}"
+            )
+        mask = _to_bool_mask(name, value, params[name])
+        masks[name] = masks[name] & mask if name in masks else mask
+    with torch.no_grad():
+        for name, param in params.items():
+            if not torch.isfinite(param).all():
+                raise MaskError(f"pruner left NaN or infinite values in {name!r}")
+            before = dense_state.get(name)
+            if name not in masks and before is not None and before.shape == param.shape:
+                newly_zero = (param == 0) & (before.to(param.device) != 0)
+                if newly_zero.any():
+                    masks[name] = param != 0
+            if name in masks:
+                param.mul_(masks[name])
+    return masks
+
+
+def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
+    """Zero the masked weights in place."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, mask in masks.items():
+            params[name].mul_(mask)
+
+
+class MaskEnforcer:
+    """Re-applies masks after each optimiser step so momentum and weight decay resurrect nothing.
+
+    One fused ``torch._foreach_mul_`` per step keeps the cost within a few percent of unmasked training.
+    """
+
+    def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
+        params = dict(model.named_parameters())
+        self.params = [params[name] for name in masks]
+        self.masks = [mask.to(dtype=params[name].dtype, device=params[name].device) for name, mask in masks.items()]
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        if self.params:
+            torch._foreach_mul_(self.params, self.masks)
+
+
+def check_compression(target: float, achieved: float, tolerance: float = COMPRESSION_TOLERANCE) -> None:
+    """Raise MaskError when the achieved compression is off the target by more than ``tolerance`` (relative)."""
+    if abs(achieved / target - 1.0) > tolerance:
+        raise MaskError(
+            f"asked {target:g}x, got {achieved:.3g}x: the pruner missed the target compression by more "
+            f"than {tolerance:.0%}. It should remove `amount` of the prunable weights (pytest_prune.prunable)"
+        )

@@ -1,0 +1,56 @@
+"""The benchmark matrix: one Case per (dataset, architecture, pruner, compression)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .registry import ARCHITECTURES, DATASETS, PRUNERS, load_builtins
+from .settings import Settings
+
+
+def format_compression(value: float) -> str:
+    """``8.0`` → ``8x``, ``2.5`` → ``2.5x``."""
+    return f"{value:g}x"
+
+
+@dataclass(frozen=True, order=True)
+class Case:
+    """One cell of the matrix."""
+
+    dataset: str
+    arch: str
+    pruner: str
+    compression: float
+    seed: int
+
+    @property
+    def id(self) -> str:
+        """Test id, e.g. ``mnist5k-lenet5-global_magnitude-8x``."""
+        return f"{self.dataset}-{self.arch}-{self.pruner}-{format_compression(self.compression)}"
+
+    @property
+    def key(self) -> str:
+        """Slash-separated key used in expectation files."""
+        return "/".join((self.dataset, self.arch, self.pruner, format_compression(self.compression)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The case's fields as a plain dict (the start of a result record)."""
+        return {"id": self.id, **asdict(self)}
+
+
+def build_matrix(settings: Settings) -> list[Case]:
+    """Resolve the configured names and SPECs into cases; raises SpecError for unknown names."""
+    load_builtins()
+    datasets = [n for spec in settings.datasets for n in DATASETS.resolve(spec)]
+    archs = [n for spec in settings.archs for n in ARCHITECTURES.resolve(spec)]
+    pruners: list[str] = []
+    for spec in settings.pruners:
+        pruners += [n for n in PRUNERS.resolve(spec) if n not in pruners]
+    return [
+        Case(d, a, p, c, settings.seed)
+        for d in dict.fromkeys(datasets)
+        for a in dict.fromkeys(archs)
+        for p in pruners
+        for c in settings.compressions
+    ]

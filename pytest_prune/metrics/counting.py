@@ -1,0 +1,87 @@
+"""Parameter and MAC counting.
+
+MACs are multiply-accumulates of convolution and linear layers (one fused multiply-add = 1), bias
+excluded, counted from the output shapes of one real forward pass in eval mode:
+conv = output elements × (in_channels / groups) × kernel volume, which is exact for any stride, padding,
+dilation and groups; linear = output elements × in_features. BatchNorm, activations, pooling and residual
+additions are not counted. ``torch.utils.flop_counter.FlopCounterMode`` counts the same operations at 2
+FLOPs per MAC; the test suite cross-checks the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LayerCount:
+    """MACs of one conv/linear layer for a single input, and the density of its weight."""
+
+    name: str
+    macs: int
+    density: float
+
+    @property
+    def sparse_macs(self) -> float:
+        """MACs scaled by weight density (ShrinkBench's unstructured convention)."""
+        return self.macs * self.density
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(total, nonzero) over ``model.parameters()``: weights, biases and BatchNorm affine terms; no buffers."""
+    total = nonzero = 0
+    for param in model.parameters():
+        total += param.numel()
+        nonzero += int(torch.count_nonzero(param.detach()))
+    return total, nonzero
+
+
+def _layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    if isinstance(module, nn.Linear):
+        return output[0].numel() * module.in_features
+    weight = module.weight
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        # Every input element meets (out_channels / groups) × kernel-volume weights: weight[0].numel().
+        return inputs[0][0].numel() * weight[0].numel()
+    # weight[0] is (in_channels / groups) × kernel volume, the MACs behind each output element.
+    return output[0].numel() * weight[0].numel()
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, input_shape: Sequence[int], device: str | torch.device | None = None) -> list[LayerCount]:
+    """Per-layer MACs for one input of ``input_shape`` (C, H, W), from a forward pass that changes no state."""
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    counts: list[LayerCount] = []
+    modes = {module: module.training for module in model.modules()}
+    handles = []
+
+    def hook(name: str):
+        def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            weight = module.weight.detach()
+            density = float(torch.count_nonzero(weight)) / weight.numel()
+            counts.append(LayerCount(name, _layer_macs(module, inputs, output), density))
+
+        return record
+
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear | nn.modules.conv._ConvNd):
+            handles.append(module.register_forward_hook(hook(name)))
+    try:
+        model.eval()
+        model(torch.zeros((1, *input_shape), device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, mode in modes.items():
+            module.training = mode
+    return counts
+
+
+def macs_summary(counts: Sequence[LayerCount]) -> tuple[int, float]:
+    """(dense MACs, sparsity-aware MACs) of a model from its per-layer counts."""
+    return sum(c.macs for c in counts), sum(c.sparse_macs for c in counts)

@@ -1,0 +1,225 @@
+"""The work behind the fixtures: dataset → pretrained dense model → private copy → prune → finetune → measure.
+
+A ``Store`` lives for one session in one process (one per xdist worker). It caches datasets, dense
+models and the last few cells, so several tests of the same cell share one pruning and one finetuning.
+Failures are cached too: a tampered weights file errors every cell that needs it, once each, quickly.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from .data.base import Batches, ImageDataset
+from .masks import (
+    MaskEnforcer, MaskError, amount_for, check_compression, derive_masks, prunable,
+)
+from .matrix import Case
+from .metrics import count_macs, count_params, macs_summary
+from .reference import Pretrained, load_pretrained
+from .registry import DATASETS, PRUNERS
+from .settings import Settings
+from .train import FINETUNE, evaluate, seed_everything, torch_threads, train
+
+T = TypeVar("T")
+CELL_CACHE_SIZE = 8
+
+
+class PrunerError(RuntimeError):
+    """The pruner raised; the message names the pruner and the cell."""
+
+
+def fingerprint(model: nn.Module) -> str:
+    """sha256 over a model's parameters and buffers, to detect in-place changes of a shared model."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class Dense:
+    """The shared dense parent of a (dataset, arch) pair and what was measured on it once."""
+
+    pretrained: Pretrained
+    top1: float
+    top5: float
+    params: int
+    macs: int
+    fingerprint: str
+    pristine: dict[str, torch.Tensor]
+
+    @property
+    def model(self) -> nn.Module:
+        return self.pretrained.model
+
+    def guard(self, what: str) -> None:
+        """Raise (after restoring the weights) if someone changed the shared model in place."""
+        if fingerprint(self.model) != self.fingerprint:
+            self.model.load_state_dict(self.pristine)
+            raise RuntimeError(
+                f"the shared pretrained model {what} was modified in place; it has been restored. "
+                "Tests must not change `pretrained_model`: use copy.deepcopy(pretrained_model) first"
+            )
+
+
+@dataclass
+class Pruned:
+    """A pruned private copy, its masks, and how long pruning took."""
+
+    model: nn.Module
+    masks: dict[str, torch.Tensor]
+
+
+class Store:
+    """Per-process session cache of datasets, dense models and recent cells."""
+
+    def __init__(self, settings: Settings, cache_dir: Path) -> None:
+        self.settings, self.cache_dir = settings, cache_dir
+        self._datasets: dict[str, Any] = {}
+        self._dense: dict[tuple[str, str], Any] = {}
+        self._cells: OrderedDict[Case, Cell] = OrderedDict()
+
+    def _cached(self, table: dict, key: Any, make: Callable[[], T]) -> T:
+        if key not in table:
+            try:
+                table[key] = make()
+            except Exception as exc:  # cache the failure: the next cell gets the same clear error
+                table[key] = exc
+        value = table[key]
+        if isinstance(value, Exception):
+            raise value.with_traceback(None)
+        return value
+
+    def dataset(self, name: str) -> ImageDataset:
+        """The dataset on the configured device, loaded once per session."""
+        def make() -> ImageDataset:
+            data = DATASETS.get(name)()
+            if not isinstance(data, ImageDataset):
+                raise TypeError(f"dataset factory {name!r} returned {type(data).__name__}, not ImageDataset")
+            data.validate(name)
+            return data.to(self.settings.device)
+
+        return self._cached(self._datasets, name, make)
+
+    def dense(self, dataset_name: str, arch: str) -> Dense:
+        """The shared dense model of (dataset, arch), measured once per session."""
+        def make() -> Dense:
+            data = self.dataset(dataset_name)
+            with torch_threads(self.settings.threads):
+                pretrained = load_pretrained(dataset_name, arch, data.to("cpu"), self.cache_dir, self.settings.threads)
+                model = pretrained.model.to(self.settings.device).eval()
+                top1, top5 = evaluate(model, data.test_x, data.test_y)
+                macs, _ = macs_summary(count_macs(model, data.input_shape))
+            params, _ = count_params(model)
+            pristine = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return Dense(pretrained, top1, top5, params, macs, fingerprint(model), pristine)
+
+        return self._cached(self._dense, (dataset_name, arch), make)
+
+    def cell(self, case: Case) -> Cell:
+        """The cell for ``case``; the last few are kept so tests sharing a cell share its work."""
+        if case in self._cells:
+            self._cells.move_to_end(case)
+        else:
+            self._cells[case] = Cell(self, case)
+            while len(self._cells) > CELL_CACHE_SIZE:
+                self._cells.popitem(last=False)
+        return self._cells[case]
+
+
+class Cell:
+    """The lazily computed stages of one case; ``fields`` accumulates the result record."""
+
+    def __init__(self, store: Store, case: Case) -> None:
+        self.store, self.case = store, case
+        self.fields: dict[str, Any] = {}
+        self._stages: dict[str, Any] = {}
+
+    @property
+    def _threads(self) -> Any:
+        return torch_threads(self.store.settings.threads)
+
+    def dense(self) -> Dense:
+        """The shared dense parent (also fills the dense fields of the record)."""
+        dense = self.store.dense(self.case.dataset, self.case.arch)
+        self.fields.update(
+            dense_top1=dense.top1, dense_top5=dense.top5, dense_macs=dense.macs,
+            weights_sha256=dense.pretrained.sha256, weights=dense.pretrained.source,
+        )
+        return dense
+
+    def pruned(self) -> Pruned:
+        """Prune a private copy of the dense model; masks validated, compression checked."""
+        return self.store._cached(self._stages, "pruned", self._prune)
+
+    def _prune(self) -> Pruned:
+        case, settings = self.case, self.store.settings
+        dense = self.dense()
+        dense.guard(f"{case.dataset}/{case.arch}")
+        data = self.store.dataset(case.dataset)
+        model = copy.deepcopy(dense.model)
+        total = sum(p.numel() for p in model.parameters())
+        prunable_count = sum(getattr(m, a).numel() for m, a in prunable(model))
+        try:
+            amount = amount_for(total, prunable_count, case.compression)
+        except ValueError as exc:
+            raise MaskError(f"{case.id}: {exc}") from None
+        self.fields["amount"] = amount
+        fn = PRUNERS.get(case.pruner)
+        batches = Batches(data.train_x, data.train_y, FINETUNE.batch_size, case.seed)
+        dense_state = dict(dense.model.named_parameters())
+        with self._threads:
+            seed_everything(case.seed)
+            start = time.perf_counter()
+            try:
+                returned = fn(model, amount, batches)
+            except Exception as exc:
+                raise PrunerError(
+                    f"pruner {case.pruner!r} raised {type(exc).__name__}: {exc} "
+                    f"(cell {case.id}, amount {amount:.4f})"
+                ) from exc
+            masks = derive_masks(model, returned, dense_state)
+            self.fields.setdefault("seconds", {})["prune"] = round(time.perf_counter() - start, 4)
+            params, nonzero = count_params(model)
+            dense_macs, macs = macs_summary(count_macs(model, data.input_shape))
+            self.fields.update(
+                params=params, nonzero_params=nonzero, compression_achieved=params / max(nonzero, 1),
+                sparsity=1 - nonzero / params, macs=macs, theoretical_speedup=dense_macs / max(macs, 1e-12),
+            )
+            check_compression(case.compression, params / max(nonzero, 1))
+            self.fields["pruned_top1"], _ = evaluate(model, data.test_x, data.test_y)
+        return Pruned(model, masks)
+
+    def finetuned(self) -> nn.Module:
+        """Finetune a copy of the pruned model with its masks enforced after every step."""
+        return self.store._cached(self._stages, "finetuned", self._finetune)
+
+    def _finetune(self) -> nn.Module:
+        pruned = self.pruned()
+        settings, data = self.store.settings, self.store.dataset(self.case.dataset)
+        model = copy.deepcopy(pruned.model)
+        enforce = MaskEnforcer(model, pruned.masks)
+        recipe = FINETUNE.with_epochs(settings.epochs)
+        with self._threads:
+            seed_everything(self.case.seed)
+            start = time.perf_counter()
+            train(model, data, recipe, self.case.seed, after_step=enforce)
+            self.fields.setdefault("seconds", {})["finetune"] = round(time.perf_counter() - start, 4)
+            params = dict(model.named_parameters())
+            for name, mask in pruned.masks.items():
+                if params[name][~mask].any():  # the enforcement is the harness's promise: check it
+                    raise AssertionError(f"{self.case.id}: pruned weights of {name!r} became nonzero in finetuning")
+            self.fields["top1"], self.fields["top5"] = evaluate(model, data.test_x, data.test_y)
+        self.fields.update(epochs=settings.epochs, finetune=recipe.to_dict())
+        return model

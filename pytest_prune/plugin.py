@@ -1,0 +1,106 @@
+"""pytest hooks of pytest-prune: options, settings, matrix parametrization, the built-in suite, reporting.
+
+This module loads in every pytest run of an environment where pytest-prune is installed, so it imports
+neither torch nor numpy; the work lives in modules imported when a prune fixture or option is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import fixtures
+from .fixtures import PUBLIC_FIXTURES
+from .registry import SpecError
+from .settings import OPTIONS, Settings, SettingsError, build
+
+SETTINGS = pytest.StashKey[Settings]()
+MATRIX = pytest.StashKey[list]()
+BENCH_NODEID = "pytest-prune-bench"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("prune", "pytest-prune: benchmark pruning methods")
+    for option in OPTIONS:
+        action = {"bool": "store_true", "list": "append"}.get(option.kind, "store")
+        extra = {} if option.kind == "bool" else {"metavar": option.metavar}
+        group.addoption(option.flag, action=action, default=None, dest=option.ini, help=option.help, **extra)
+        parser.addini(option.ini, f"{option.help} (ini twin of {option.flag})",
+                      type="bool" if option.kind == "bool" else "string")
+
+
+def _raw_options(config: pytest.Config) -> dict[str, Any]:
+    """Command line first, then the ini twin; None where neither is set."""
+    raw: dict[str, Any] = {}
+    for option in OPTIONS:
+        value = config.getoption(option.ini)
+        if value is None:
+            value = config.getini(option.ini) or None
+        raw[option.name] = value
+    return raw
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "prune(dataset, arch, pruner, compression): a pytest-prune cell; select with e.g. "
+        "-m \"prune(pruner='random')\"",
+    )
+    try:
+        settings = build(_raw_options(config))
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[SETTINGS] = settings
+    config.pluginmanager.register(fixtures, "pytest_prune.fixtures")
+    if settings.bench or settings.pruners_given or config.getoption("prune_dataset") or config.getoption("prune_arch"):
+        _matrix(config)  # explicit names: a typo is a usage error before anything runs
+    if not hasattr(config, "workerinput"):  # the controller (or a plain run) gathers records
+        from .results import Collector
+
+        config.pluginmanager.register(Collector(settings), "pytest_prune.collector")
+
+
+def _matrix(config: pytest.Config) -> list:
+    if MATRIX not in config.stash:
+        from .matrix import build_matrix
+
+        try:
+            config.stash[MATRIX] = build_matrix(config.stash[SETTINGS])
+        except SpecError as exc:
+            raise pytest.UsageError(f"pytest-prune: {exc}") from None
+    return config.stash[MATRIX]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if not PUBLIC_FIXTURES.intersection(metafunc.fixturenames):
+        return
+    params = [
+        pytest.param(case, id=case.id, marks=pytest.mark.prune(
+            dataset=case.dataset, arch=case.arch, pruner=case.pruner, compression=case.compression))
+        for case in _matrix(metafunc.config)
+    ]
+    metafunc.parametrize("prune_case", params, indirect=True)
+
+
+class _BenchModule(pytest.Module):
+    """The packaged suite, imported by its package name (never by inserting its folder in sys.path)."""
+
+    def _getobj(self) -> Any:
+        return importlib.import_module("pytest_prune.bench")
+
+
+def _uses_fixtures(item: pytest.Item) -> bool:
+    return bool(PUBLIC_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k/-m deselection, so they select bench cells too
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    settings = config.stash[SETTINGS]
+    if not (settings.bench or (settings.pruners_given and not any(map(_uses_fixtures, items)))):
+        return
+    path = Path(importlib.import_module("pytest_prune.bench").__file__ or "")
+    module = _BenchModule.from_parent(session, path=path, nodeid=BENCH_NODEID)
+    items.extend(session.genitems(module))

@@ -1,0 +1,41 @@
+"""Turning importance scores into masks that remove an exact number of weights."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..masks import count_to_remove, prunable, prunable_names
+
+
+def lowest_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean keep-mask that removes exactly the ``k`` lowest scores (ties broken by position)."""
+    keep = torch.ones(scores.numel(), dtype=torch.bool, device=scores.device)
+    if k > 0:
+        order = torch.argsort(scores.flatten(), stable=True)
+        keep[order[:k]] = False
+    return keep.view_as(scores)
+
+
+def global_masks(model: nn.Module, scores: list[torch.Tensor], amount: float) -> dict[str, torch.Tensor]:
+    """Remove the lowest-scoring ``amount`` of all prunable weights, ranked together."""
+    flat = torch.cat([s.flatten() for s in scores])
+    keep = lowest_k_mask(flat, count_to_remove(amount, flat.numel()))
+    masks, start = {}, 0
+    for name, score in zip(prunable_names(model), scores, strict=True):
+        masks[name] = keep[start : start + score.numel()].view_as(score)
+        start += score.numel()
+    return masks
+
+
+def layer_masks(model: nn.Module, scores: list[torch.Tensor], amount: float) -> dict[str, torch.Tensor]:
+    """Remove the lowest-scoring ``amount`` of each prunable weight separately."""
+    return {
+        name: lowest_k_mask(score, count_to_remove(amount, score.numel()))
+        for name, score in zip(prunable_names(model), scores, strict=True)
+    }
+
+
+def weights(model: nn.Module) -> list[torch.Tensor]:
+    """The prunable weight tensors, detached."""
+    return [getattr(module, attr).detach() for module, attr in prunable(model)]

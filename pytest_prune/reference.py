@@ -1,0 +1,232 @@
+"""Pretrained dense models: shipped reference weights (sha256-verified) or trained once and cached on disk.
+
+The shipped weights live in ``reference_models/`` (installed as ``pytest_prune.reference_models``) with a
+``manifest.json`` recording, per ``dataset/arch``, the file, its sha256, the measured top-1/top-5, the
+recipe, the seed, the thread count and the versions that produced it. ``pytest-prune train`` writes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data.base import ImageDataset
+from .registry import ARCHITECTURES, DATASETS
+from .train import PRETRAIN, Recipe, evaluate, seed_everything, torch_threads, train
+
+MANIFEST = "manifest.json"
+REFERENCE_SEED = 0
+"""Reference models are always trained with this seed: the pretrained weights are not a matrix axis."""
+
+
+class WeightsError(RuntimeError):
+    """Shipped or cached weights that are missing, tampered with or do not fit the architecture."""
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """A dense reference model, where it came from, and its sha256."""
+
+    model: nn.Module
+    sha256: str
+    source: str  # "shipped" | "cached" | "trained"
+    path: Path
+
+
+def reference_dir() -> Path:
+    """The folder of shipped weights and their manifest."""
+    return Path(str(resources.files("pytest_prune.reference_models")))
+
+
+def read_manifest(folder: Path | None = None) -> dict[str, Any]:
+    """The manifest's ``models`` mapping (``{"dataset/arch": entry}``); empty when there is none."""
+    path = (folder or reference_dir()) / MANIFEST
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())["models"]
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (xdist workers training the same model); no-op without fcntl."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: concurrent trainers only duplicate work, writes stay atomic
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_model(arch: str, data: ImageDataset, dataset_name: str) -> nn.Module:
+    """Instantiate ``arch`` for the dataset's input shape and classes; a clear error if it does not fit."""
+    model = ARCHITECTURES.get(arch)(data.input_shape, data.num_classes)
+    try:
+        with torch.no_grad():
+            model.eval()
+            out = model(data.test_x[:2].cpu())
+    except Exception as exc:
+        raise WeightsError(
+            f"architecture {arch!r} does not accept dataset {dataset_name!r} inputs of shape "
+            f"{data.input_shape}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if tuple(out.shape) != (min(2, len(data.test_x)), data.num_classes):
+        raise WeightsError(
+            f"architecture {arch!r} returns shape {tuple(out.shape)} for dataset {dataset_name!r}; "
+            f"expected (batch, {data.num_classes}) logits"
+        )
+    return model
+
+
+def _load_verified(model: nn.Module, path: Path, expected_sha: str, what: str) -> None:
+    if not path.is_file():
+        raise WeightsError(f"{what}: weights file {path} is missing; reinstall pytest-prune or retrain it")
+    actual = sha256_file(path)
+    if actual != expected_sha:
+        raise WeightsError(
+            f"{what}: weights file {path} has sha256 {actual}, expected {expected_sha}; "
+            "the file was modified or truncated: reinstall it or retrain with `pytest-prune train`"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WeightsError(f"{what}: {path} does not fit the architecture: {exc}") from exc
+
+
+def training_key(dataset_name: str, arch: str, recipe: Recipe, threads: int) -> str:
+    """Content key of a trained reference: architecture and dataset source, recipe, seed, threads, torch."""
+    payload = {
+        "dataset": dataset_name, "dataset_source": DATASETS.source_hash(dataset_name),
+        "arch": arch, "arch_source": ARCHITECTURES.source_hash(arch), "recipe": recipe.to_dict(),
+        "seed": REFERENCE_SEED, "threads": threads, "torch": torch.__version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def train_reference(
+    model: nn.Module, data: ImageDataset, recipe: Recipe = PRETRAIN, threads: int = 1,
+    progress: Callable[[int, float], None] | None = None,
+) -> bytes:
+    """Train a reference model with the standard recipe; returns its serialised state dict."""
+    with torch_threads(threads):
+        seed_everything(REFERENCE_SEED)
+        train(model, data, recipe, REFERENCE_SEED, progress=progress)
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+    return buffer.getvalue()
+
+
+def load_pretrained(
+    dataset_name: str, arch: str, data: ImageDataset, cache_dir: Path, threads: int = 1,
+) -> Pretrained:
+    """The dense model for (dataset, arch): shipped weights if the manifest has them, else trained once and cached."""
+    what = f"pretrained {dataset_name}/{arch}"
+    seed_everything(REFERENCE_SEED)  # architectures initialise from the global generator
+    model = build_model(arch, data, dataset_name)
+    entry = read_manifest().get(f"{dataset_name}/{arch}")
+    if entry is not None:
+        path = reference_dir() / entry["file"]
+        _load_verified(model, path, entry["sha256"], what)
+        return Pretrained(model.eval(), entry["sha256"], "shipped", path)
+    key = training_key(dataset_name, arch, PRETRAIN, threads)
+    path = cache_dir / "pretrained" / f"{dataset_name}-{arch}-{key[:16]}.pt"
+    sidecar = path.with_suffix(".sha256")
+    with file_lock(path.with_suffix(".lock")):
+        if path.is_file() and sidecar.is_file():
+            try:
+                _load_verified(model, path, sidecar.read_text().strip(), what)
+                return Pretrained(model.eval(), sidecar.read_text().strip(), "cached", path)
+            except WeightsError:
+                seed_everything(REFERENCE_SEED)  # a corrupt cache entry: retrain it
+                model = build_model(arch, data, dataset_name)
+        payload = train_reference(model, data, PRETRAIN, threads)
+        atomic_write_bytes(path, payload)
+        digest = hashlib.sha256(payload).hexdigest()
+        atomic_write_bytes(sidecar, digest.encode())
+    return Pretrained(model.eval(), digest, "trained", path)
+
+
+def versions() -> dict[str, str]:
+    """Versions that determine results: Python, torch, numpy, pytest-prune, platform."""
+    import numpy
+
+    from . import __version__
+
+    return {
+        "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+        "pytest_prune": __version__, "platform": f"{sys.platform}-{platform.machine()}",
+    }
+
+
+def write_reference(
+    folder: Path, dataset_name: str, arch: str, recipe: Recipe = PRETRAIN, threads: int = 1,
+    progress: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Train the reference model for (dataset, arch), save it in ``folder`` and record it in the manifest."""
+    data = DATASETS.get(dataset_name)()
+    data.validate(dataset_name)
+    seed_everything(REFERENCE_SEED)
+    model = build_model(arch, data, dataset_name)
+    payload = train_reference(model, data, recipe, threads, progress)
+    top1, top5 = evaluate(model, data.test_x, data.test_y)
+    name = f"{dataset_name}-{arch}.pt"
+    atomic_write_bytes(folder / name, payload)
+    entry = {
+        "file": name, "sha256": hashlib.sha256(payload).hexdigest(), "top1": round(top1, 4),
+        "top5": round(top5, 4), "params": sum(p.numel() for p in model.parameters()),
+        "recipe": recipe.to_dict(), "seed": REFERENCE_SEED, "threads": threads, "versions": versions(),
+        "trained": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "command": f"pytest-prune train --dataset {dataset_name} --arch {arch}",
+    }
+    with file_lock(folder / ".manifest.lock"):
+        models = read_manifest(folder)
+        models[f"{dataset_name}/{arch}"] = entry
+        document = {"schema": "pytest-prune-manifest/1", "models": dict(sorted(models.items()))}
+        atomic_write_bytes(folder / MANIFEST, (json.dumps(document, indent=2) + "\n").encode())
+    return entry

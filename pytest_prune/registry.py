@@ -1,0 +1,200 @@
+"""Name → factory registries for pruners, architectures and datasets, and SPEC resolution.
+
+The registries are module-level on purpose: a decorator registers at import time, before any pytest
+config exists (the same trade-off timm makes for its model registry). Everything else lives in
+``config.stash``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class SpecError(ValueError):
+    """A name or SPEC that cannot be resolved; the message lists what is available."""
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A SPEC whose module failed to import: its cells error with this message, the rest run."""
+
+    spec: str
+    message: str
+
+
+class Registry:
+    """Factories of one kind (pruner, architecture, dataset), by name."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Callable[..., Any]] = {}
+        self._broken: dict[str, Broken] = {}
+
+    def register(self, fn: F, name: str | None = None) -> F:
+        """Register ``fn`` under ``name`` (default: its ``__name__``); a clash with another function is an error."""
+        key = name or fn.__name__
+        current = self._entries.get(key)
+        if current is not None and _origin(current) != _origin(fn):
+            raise SpecError(
+                f"{self.kind} name {key!r} is already registered by {_origin(current)}; "
+                f"{_origin(fn)} must use another name, e.g. @{self.kind}({key + '_2'!r})"
+            )
+        self._entries[key] = fn
+        self._broken.pop(key, None)
+        return fn
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._entries)
+
+    def get(self, name: str) -> Callable[..., Any]:
+        """The factory for ``name``; raises SpecError for an unknown or broken one."""
+        if name in self._broken:
+            raise SpecError(self._broken[name].message)
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise SpecError(self._unknown(name)) from None
+
+    def name_of(self, fn: Callable[..., Any]) -> str | None:
+        """The name a function is registered under, if any."""
+        for key, value in self._entries.items():
+            if value is fn:
+                return key
+        return None
+
+    def source_hash(self, name: str) -> str:
+        """sha256 of the factory's source (for cache keys and records); empty when unavailable."""
+        fn = self.get(name)
+        try:
+            text = inspect.getsource(fn)
+        except (OSError, TypeError):
+            text = _origin(fn)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def resolve(self, spec: str) -> list[str]:
+        """Resolve one SPEC (name, glob, ``module:function``, ``path.py:function``) to registered names."""
+        spec = spec.strip()
+        if not spec:
+            raise SpecError(f"empty {self.kind} SPEC")
+        if _is_import_spec(spec):
+            return [self._resolve_import(spec)]
+        if any(ch in spec for ch in "*?["):
+            matches = [n for n in self.names() if fnmatch.fnmatchcase(n, spec)]
+            if not matches:
+                raise SpecError(f"{self.kind} glob {spec!r} matches nothing. {self._available()}")
+            return matches
+        if spec in self._entries or spec in self._broken:
+            return [spec]
+        raise SpecError(self._unknown(spec))
+
+    def _resolve_import(self, spec: str) -> str:
+        target, _, attr = spec.rpartition(":")
+        try:
+            module = _import_target(target)
+            fn = getattr(module, attr)
+        except BaseException as exc:  # noqa: BLE001 - user code may raise anything at import
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            message = (
+                f"{self.kind} SPEC {spec!r} does not import: {type(exc).__name__}: {exc}. "
+                f"Check the path (relative to the current folder) and the function name."
+            )
+            self._broken[attr] = Broken(spec, message)
+            return attr
+        if not callable(fn):
+            message = f"{self.kind} SPEC {spec!r} names {type(fn).__name__}, not a function"
+            self._broken[attr] = Broken(spec, message)
+            return attr
+        return self.name_of(fn) or self.register(fn).__name__
+
+    def _available(self) -> str:
+        return f"Available {self.kind}s: {', '.join(self.names()) or '(none)'}."
+
+    def _unknown(self, name: str) -> str:
+        close = difflib.get_close_matches(name, self.names(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        return f"unknown {self.kind} {name!r}.{hint} {self._available()}"
+
+
+def _origin(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _is_import_spec(spec: str) -> bool:
+    target, sep, attr = spec.rpartition(":")
+    # "C:\\x.py" has no function part after the colon; a real SPEC has an identifier there.
+    return bool(sep and target and attr.isidentifier())
+
+
+def _import_target(target: str) -> Any:
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file {str(path)!r}")
+        name = "pytest_prune_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return module
+    return importlib.import_module(target)
+
+
+PRUNERS = Registry("pruner")
+ARCHITECTURES = Registry("architecture")
+DATASETS = Registry("dataset")
+
+
+def _decorator(registry: Registry) -> Callable[..., Any]:
+    @overload
+    def decorate(arg: F) -> F: ...
+    @overload
+    def decorate(arg: str) -> Callable[[F], F]: ...
+    def decorate(arg: Any = None) -> Any:
+        if callable(arg):
+            return registry.register(arg)
+
+        def wrap(fn: F) -> F:
+            return registry.register(fn, arg)
+
+        return wrap
+
+    decorate.__name__ = registry.kind
+    decorate.__doc__ = (
+        f"Register a {registry.kind}: ``@{registry.kind}`` uses the function's name, "
+        f"``@{registry.kind}('name')`` renames it."
+    )
+    return decorate
+
+
+pruner = _decorator(PRUNERS)
+architecture = _decorator(ARCHITECTURES)
+dataset = _decorator(DATASETS)
+
+
+def load_builtins() -> None:
+    """Import the built-in pruners, architectures and datasets (imports torch)."""
+    importlib.import_module("pytest_prune.pruners")
+    importlib.import_module("pytest_prune.architectures")
+    importlib.import_module("pytest_prune.data.embedded")

@@ -1,0 +1,157 @@
+"""Result records, the results JSON, and the controller-side collector that gathers records from reports.
+
+Records ride on ``report.user_properties`` under the key ``pytest_prune``, so they reach the controller
+through pytest-xdist like any report; nothing is kept in globals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "pytest-prune/1"
+PROPERTY = "pytest_prune"
+OUTCOME_RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+
+RECORD_FIELDS = (
+    "id", "dataset", "arch", "pruner", "compression", "seed", "outcome", "error", "amount",
+    "top1", "top5", "pruned_top1", "dense_top1", "dense_top5", "params", "nonzero_params",
+    "compression_achieved", "sparsity", "dense_macs", "macs", "theoretical_speedup", "epochs",
+    "threshold", "required_top1", "finetune", "weights", "weights_sha256", "seconds", "tests",
+)
+"""Keys of one record, in output order. Accuracies are fractions in [0, 1]; ``required_top1`` too."""
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """The measured outcome of one cell, as handed to tests by the ``prune_result`` fixture."""
+
+    id: str
+    dataset: str
+    arch: str
+    pruner: str
+    compression: float
+    seed: int
+    amount: float
+    top1: float
+    top5: float
+    pruned_top1: float
+    dense_top1: float
+    dense_top5: float
+    params: int
+    nonzero_params: int
+    compression_achieved: float
+    sparsity: float
+    dense_macs: int
+    macs: float
+    theoretical_speedup: float
+    epochs: int
+    weights_sha256: str
+
+    @classmethod
+    def from_fields(cls, values: dict[str, Any]) -> PruneResult:
+        """Build from a cell's accumulated fields."""
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+    @property
+    def top1_drop(self) -> float:
+        """Dense top-1 minus pruned-and-finetuned top-1, in percentage points."""
+        return (self.dense_top1 - self.top1) * 100
+
+
+def ordered(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with every known key, in RECORD_FIELDS order (missing ones None), then any extras."""
+    out = {key: record.get(key) for key in RECORD_FIELDS}
+    out.update({k: v for k, v in record.items() if k not in out})
+    return out
+
+
+def environment(settings: Any) -> dict[str, Any]:
+    """What produced the results: versions, machine and the settings that change numbers."""
+    from . import __version__
+
+    env: dict[str, Any] = {
+        "pytest_prune": __version__, "python": platform.python_version(),
+        "platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+        "device": settings.device, "threads": settings.threads, "epochs": settings.epochs,
+        "seed": settings.seed, "compressions": list(settings.compressions),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if "torch" in sys.modules:  # only when already loaded: the collector must not import torch
+        env["torch"] = sys.modules["torch"].__version__
+    return env
+
+
+def write_json(path: Path, environment: dict[str, Any], records: Iterable[dict[str, Any]]) -> None:
+    """Write the results document atomically (readers never see half a file)."""
+    from .reference import atomic_write_bytes
+
+    document = {"schema": SCHEMA, "environment": environment, "results": [ordered(r) for r in records]}
+    atomic_write_bytes(path, (json.dumps(document, indent=2, allow_nan=True) + "\n").encode())
+
+
+def _crash_message(report: Any) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = getattr(crash, "message", None)
+    if message:
+        return str(message).removeprefix("Failed: ")
+    text = str(report.longreprtext or "").strip()
+    return text.splitlines()[-1] if text else ""
+
+
+class Collector:
+    """Controller-side plugin: merges the records of all reports, writes JSON, prints the tables."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.records: dict[str, dict[str, Any]] = {}
+        self.environment = environment(settings)
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        record = next((value for key, value in report.user_properties if key == PROPERTY), None)
+        if record is None:
+            return
+        merged = self.records.setdefault(record["id"], {"tests": [], "outcome": "passed", "error": None})
+        outcome = {"setup": "error", "teardown": "error"}.get(report.when, "failed") if report.failed else (
+            "skipped" if report.skipped else "passed")
+        merged.update({k: v for k, v in record.items() if k not in ("outcome", "error", "tests")})
+        if report.nodeid not in merged["tests"]:
+            merged["tests"] = sorted([*merged["tests"], report.nodeid])
+        if OUTCOME_RANK[outcome] > OUTCOME_RANK[merged["outcome"]]:
+            merged["outcome"] = outcome
+            merged["error"] = _crash_message(report) if report.failed else None
+        if report.when == "teardown" and self.settings.json_path is not None:
+            self.write()
+
+    def sorted_records(self) -> list[dict[str, Any]]:
+        """Records in a stable order (dataset, arch, pruner, compression, seed), whatever the run order."""
+        return sorted(
+            self.records.values(),
+            key=lambda r: (r["dataset"], r["arch"], r["pruner"], r["compression"], r["seed"]),
+        )
+
+    def write(self) -> None:
+        """Rewrite the JSON file with every record so far."""
+        if self.settings.json_path is not None:
+            if "torch" not in self.environment and "torch" in sys.modules:
+                self.environment["torch"] = sys.modules["torch"].__version__
+            write_json(self.settings.json_path, self.environment, self.sorted_records())
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.records:
+            return
+        from .report.tables import summary_tables
+
+        for title, table in summary_tables(self.sorted_records()):
+            terminalreporter.write_sep("=", title)
+            terminalreporter.write_line(table)
+        if self.settings.json_path is not None:
+            self.write()
+            terminalreporter.write_line(f"pytest-prune: results JSON written to {self.settings.json_path}")

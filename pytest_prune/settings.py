@@ -1,0 +1,165 @@
+"""One frozen Settings object built from command-line options and their ``prune_*`` ini twins."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATASETS = ("mnist5k",)
+DEFAULT_ARCHS = ("lenet300_100", "lenet5")
+DEFAULT_PRUNERS = ("random", "global_magnitude", "layer_magnitude")
+DEFAULT_COMPRESSIONS = (2.0, 4.0, 8.0, 16.0, 32.0)
+DEFAULT_EPOCHS = 2
+DEFAULT_SEED = 0
+DEFAULT_THREADS = 1
+
+
+class SettingsError(ValueError):
+    """A bad option value; the message names the option, the value and what is expected."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``--prune-*`` option and its ``prune_*`` ini twin."""
+
+    name: str  # e.g. "compression" → --prune-compression / prune_compression
+    help: str
+    kind: str = "string"  # string | bool | list
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--prune-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "prune_" + self.name
+
+
+OPTIONS = (
+    Option("bench", "collect the built-in benchmark suite (the embedded default matrix)", "bool"),
+    Option("pruner", "pruner SPEC[,SPEC...]: name, glob, module:function or path.py:function "
+           "(repeatable; default: the built-in baselines)", "list", "SPEC"),
+    Option("dataset", "dataset name(s), comma separated (default: mnist5k)", "list", "NAME"),
+    Option("arch", "architecture name(s), comma separated (default: lenet300_100,lenet5)", "list", "NAME"),
+    Option("compression", "target compressions (total/nonzero params), e.g. 2,4,8,16,32 (the default)",
+           "list", "LIST"),
+    Option("epochs", f"finetuning epochs after pruning (default {DEFAULT_EPOCHS})", metavar="N"),
+    Option("seed", f"seed for pruning and finetuning (default {DEFAULT_SEED})", metavar="N"),
+    Option("device", "torch device for pruning, finetuning and evaluation (default cpu)", metavar="DEVICE"),
+    Option("threads", f"torch CPU threads per cell (default {DEFAULT_THREADS}; results depend on it bit for "
+           "bit, so serial and -n runs agree only with the same value)", metavar="N"),
+    Option("json", "write the results JSON to PATH (rewritten after every cell)", metavar="PATH"),
+    Option("max_drop", "fail a cell whose top-1 falls more than POINTS below the dense model "
+           "(used where no shipped expectation applies; default 5)", metavar="POINTS"),
+    Option("min_top1", "fail a cell whose top-1 is below PERCENT", metavar="PERCENT"),
+)
+
+DEFAULT_MAX_DROP = 5.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the harness reads from options; built once in ``pytest_configure``."""
+
+    bench: bool = False
+    pruners: tuple[str, ...] = DEFAULT_PRUNERS
+    pruners_given: bool = False
+    datasets: tuple[str, ...] = DEFAULT_DATASETS
+    archs: tuple[str, ...] = DEFAULT_ARCHS
+    compressions: tuple[float, ...] = DEFAULT_COMPRESSIONS
+    epochs: int = DEFAULT_EPOCHS
+    seed: int = DEFAULT_SEED
+    device: str = "cpu"
+    threads: int = DEFAULT_THREADS
+    json_path: Path | None = None
+    max_drop: float | None = None
+    min_top1: float | None = None
+
+    @property
+    def effective_max_drop(self) -> float:
+        """The top-1 drop allowed where no shipped expectation applies (points)."""
+        return DEFAULT_MAX_DROP if self.max_drop is None else self.max_drop
+
+
+def split_list(values: Sequence[str] | str | None) -> tuple[str, ...]:
+    """Split comma/whitespace separated values, keeping order and dropping duplicates."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    out: list[str] = []
+    for value in values:
+        for item in re.split(r"[,\s]+", value):
+            if item and item not in out:
+                out.append(item)
+    return tuple(out)
+
+
+def parse_compressions(values: Sequence[str]) -> tuple[float, ...]:
+    """Parse compression targets; each must be a finite number ≥ 1 (``8`` or ``8x``)."""
+    out: list[float] = []
+    for item in values:
+        text = item.lower().removesuffix("x")
+        try:
+            value = float(text)
+        except ValueError:
+            raise SettingsError(
+                f"--prune-compression: {item!r} is not a number; give a comma list such as 2,4,8,16,32"
+            ) from None
+        if not math.isfinite(value) or value < 1:
+            raise SettingsError(
+                f"--prune-compression: {item!r} is below 1 or not finite; compression is total/nonzero "
+                "parameters, so 1 means unpruned and 8 keeps one weight in eight"
+            )
+        if value not in out:
+            out.append(value)
+    if not out:
+        raise SettingsError("--prune-compression: no value given; e.g. --prune-compression 2,4,8")
+    return tuple(out)
+
+
+def _number(name: str, text: str, convert: Callable[[str], Any], lo: float | None = None) -> Any:
+    try:
+        value = convert(text)
+    except ValueError:
+        raise SettingsError(f"--prune-{name.replace('_', '-')}: {text!r} is not a valid number") from None
+    if lo is not None and value < lo:
+        raise SettingsError(f"--prune-{name.replace('_', '-')}: {text!r} must be ≥ {lo}")
+    return value
+
+
+def build(raw: dict[str, Any]) -> Settings:
+    """Build Settings from raw option values (``None`` = not given); raises SettingsError."""
+    pruners = split_list(raw.get("pruner"))
+    settings: dict[str, Any] = {"bench": bool(raw.get("bench"))}
+    if pruners:
+        settings["pruners"], settings["pruners_given"] = pruners, True
+    for key, attr in (("dataset", "datasets"), ("arch", "archs")):
+        if values := split_list(raw.get(key)):
+            settings[attr] = values
+    if values := split_list(raw.get("compression")):
+        settings["compressions"] = parse_compressions(values)
+    for key, convert, lo in (("epochs", int, 0), ("seed", int, 0), ("threads", int, 1)):
+        if raw.get(key) not in (None, ""):
+            settings[key] = _number(key, str(raw[key]), convert, lo)
+    if raw.get("max_drop") not in (None, ""):
+        settings["max_drop"] = _number("max_drop", str(raw["max_drop"]), float, 0)
+    if raw.get("min_top1") not in (None, ""):
+        value = _number("min_top1", str(raw["min_top1"]), float, 0)
+        if value > 100:
+            raise SettingsError(f"--prune-min-top1: {value} is above 100; give a percentage")
+        if 0 < value <= 1:
+            raise SettingsError(
+                f"--prune-min-top1: {value} looks like a fraction; give a percentage (e.g. {value * 100:g})"
+            )
+        settings["min_top1"] = value
+    if raw.get("device"):
+        settings["device"] = str(raw["device"])
+    if raw.get("json"):
+        settings["json_path"] = Path(str(raw["json"]))
+    return Settings(**settings)

@@ -1,0 +1,110 @@
+"""Accuracy verdicts: shipped expectations for the built-in pruners, ``--prune-max-drop``, ``--prune-min-top1``.
+
+A shipped expectation (``reference_models/expectations.json``) applies to a cell only when the cell runs
+under the conditions it was measured with (epochs, seed, threads, finetuning recipe) on the same
+reference weights; its floor is the measured top-1 minus a margin. Elsewhere the dense model sets the
+bar: top-1 may fall at most ``--prune-max-drop`` points (default 5). ``--prune-min-top1`` and an explicit
+``--prune-max-drop`` apply to every cell.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .settings import Settings
+
+SCHEMA = "pytest-prune-expectations/1"
+EXPECTATIONS = "expectations.json"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Which rule judged a cell, the top-1 it required, and the failures (empty = passed)."""
+
+    threshold: str
+    required_top1: float
+    failures: tuple[str, ...]
+
+
+def conditions(settings: Settings, finetune: dict[str, Any]) -> dict[str, Any]:
+    """The settings an expectation was measured under."""
+    return {"epochs": settings.epochs, "seed": settings.seed, "threads": settings.threads, "finetune": finetune}
+
+
+def load_expectations(path: Path | None = None) -> dict[str, Any]:
+    """The expectations document; empty when none is shipped."""
+    if path is None:
+        from .reference import reference_dir
+
+        path = reference_dir() / EXPECTATIONS
+    if not path.is_file():
+        return {}
+    document = json.loads(path.read_text())
+    if document.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: schema {document.get('schema')!r}, expected {SCHEMA!r}")
+    return document
+
+
+def judge(record: dict[str, Any], settings: Settings, expectations: dict[str, Any]) -> Verdict:
+    """Check a finished cell's top-1 against the thresholds that apply to it."""
+    top1, dense = record["top1"], record["dense_top1"]
+    key = "/".join((record["dataset"], record["arch"], record["pruner"], f"{record['compression']:g}x"))
+    expected = expectations.get("cells", {}).get(key)
+    applies = (
+        expected is not None
+        and expectations.get("conditions") == conditions(settings, record["finetune"])
+        and expected.get("weights_sha256") == record["weights_sha256"]
+    )
+    failures: list[str] = []
+    rules: list[tuple[str, float]] = []
+    if applies:
+        floor = expected["top1"] - expectations["margin"] / 100
+        rules.append(("expectation", floor))
+        if top1 < floor:
+            failures.append(
+                f"top-1 {top1:.2%} is below the expected floor {floor:.2%} (shipped expectation for {key}: "
+                f"{expected['top1']:.2%} measured - {expectations['margin']:g} points)"
+            )
+    if not applies or settings.max_drop is not None:
+        allowed = settings.effective_max_drop
+        floor = dense - allowed / 100
+        rules.append(("max_drop", floor))
+        if top1 < floor - 1e-12:
+            failures.append(
+                f"top-1 {top1:.2%} is {(dense - top1) * 100:.2f} points below the dense model's {dense:.2%}; "
+                f"allowed drop {allowed:g} points (--prune-max-drop)"
+            )
+    if settings.min_top1 is not None:
+        rules.append(("min_top1", settings.min_top1 / 100))
+        if top1 < settings.min_top1 / 100:
+            failures.append(f"top-1 {top1:.2%} is below --prune-min-top1 {settings.min_top1:g}%")
+    name, required = max(rules, key=lambda rule: rule[1])
+    return Verdict(name, required, tuple(failures))
+
+
+def expectations_from_results(paths: Iterable[Path], output: Path, margin: float) -> int:
+    """Write an expectations file from results JSON files (all from the same conditions); returns the count."""
+    from .reference import atomic_write_bytes
+
+    cells: dict[str, Any] = {}
+    found: dict[str, Any] | None = None
+    for path in paths:
+        document = json.loads(Path(path).read_text())
+        env = document["environment"]
+        for record in document["results"]:
+            if record.get("top1") is None:
+                continue
+            cond = {"epochs": env["epochs"], "seed": env["seed"], "threads": env["threads"],
+                    "finetune": record["finetune"]}
+            if found is not None and cond != found:
+                raise ValueError(f"{path}: results come from different conditions ({cond} vs {found})")
+            found = cond
+            key = "/".join((record["dataset"], record["arch"], record["pruner"], f"{record['compression']:g}x"))
+            cells[key] = {"top1": record["top1"], "weights_sha256": record["weights_sha256"]}
+    document = {"schema": SCHEMA, "margin": margin, "conditions": found, "cells": dict(sorted(cells.items()))}
+    atomic_write_bytes(output, (json.dumps(document, indent=2) + "\n").encode())
+    return len(cells)
