@@ -1,0 +1,114 @@
+"""--prune-bench: the built-in suite, ids, selection, tables, JSON, thresholds, usage errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugin.conftest import FAST, records
+
+REQUIRED = {
+    "dataset", "arch", "pruner", "compression", "seed", "outcome", "error", "amount", "top1", "top5",
+    "dense_top1", "params", "nonzero_params", "compression_achieved", "sparsity", "dense_macs", "macs",
+    "theoretical_speedup",
+}
+
+
+def test_one_test_per_cell_with_table_and_json(pytester, xdist):
+    result = pytester.runpytest(
+        "--prune-bench", *FAST, "--prune-compression=2,4", "--prune-json=out.json", "--prune-max-drop=100",
+        "-v", *xdist,
+    )
+    result.assert_outcomes(passed=6)
+    assert "test_prune[digits-lenet300_100-global_magnitude-4x]" in result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*pytest-prune: digits / lenet300_100 (dense top-1 *, 50,610 params, 0.050M MACs)*",
+        "*random*2x*2.00x*50.00*passed*",
+    ])
+    rows = records(pytester.path / "out.json")
+    assert [r["id"] for r in rows][:2] == ["digits-lenet300_100-global_magnitude-2x",
+                                           "digits-lenet300_100-global_magnitude-4x"]
+    for row in rows:
+        assert REQUIRED <= set(row) and row["outcome"] == "passed" and row["error"] is None
+        assert abs(row["compression_achieved"] / row["compression"] - 1) < 0.01
+        assert 0 < row["top1"] <= 1 and row["macs"] < row["dense_macs"]
+
+
+def test_serial_and_xdist_records_are_identical(pytester):
+    args = ("--prune-bench", *FAST, "--prune-compression=2,8", "--prune-max-drop=100")
+    pytester.runpytest(*args, "--prune-json=serial.json").assert_outcomes(passed=6)
+    pytester.runpytest(*args, "--prune-json=xdist.json", "-n", "2").assert_outcomes(passed=6)
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert strip(records(pytester.path / "serial.json")) == strip(records(pytester.path / "xdist.json"))
+
+
+def test_k_and_m_select_cells(pytester, xdist):
+    base = ("--prune-bench", *FAST, "--prune-compression=2,4", "--prune-max-drop=100", *xdist)
+    pytester.runpytest(*base, "-k", "random and 4x").assert_outcomes(passed=1)
+    pytester.runpytest(*base, "-m", "prune(pruner='layer_magnitude')").assert_outcomes(passed=2)
+
+
+def test_ini_twins_configure_the_matrix(pytester, xdist):
+    pytester.makeini(
+        """
+        [pytest]
+        prune_bench = true
+        prune_dataset = digits
+        prune_arch = lenet300_100
+        prune_pruner = global_magnitude
+        prune_compression = 2, 3
+        prune_epochs = 0
+        prune_json = ini.json
+        """
+    )
+    pytester.runpytest("-p", "no:randomly", *xdist).assert_outcomes(passed=2)
+    assert [r["compression"] for r in records(pytester.path / "ini.json")] == [2.0, 3.0]
+
+
+def test_a_threshold_failure_says_measured_and_required(pytester, xdist):
+    result = pytester.runpytest(
+        "--prune-bench", *FAST, "--prune-pruner=random", "--prune-compression=8", "--prune-min-top1=99.9",
+        "--prune-json=out.json", *xdist,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*digits-lenet300_100-random-8x: top-1 *% is below --prune-min-top1 99.9%*"])
+    (row,) = records(pytester.path / "out.json")
+    assert row["outcome"] == "failed" and "below --prune-min-top1 99.9%" in row["error"]
+    assert row["required_top1"] == pytest.approx(0.999) and row["threshold"] == "min_top1"
+
+
+def test_unknown_names_are_usage_errors_listing_the_choices(pytester):
+    result = pytester.runpytest("--prune-bench", "--prune-pruner=globl_magnitude")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines([
+        "*unknown pruner 'globl_magnitude'. Did you mean global_magnitude*? Available pruners: *random*",
+    ])
+    result = pytester.runpytest("--prune-bench", "--prune-arch=lenet7")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*unknown architecture 'lenet7'*Available architectures: lenet300_100, lenet5*"])
+
+
+def test_bad_compressions_are_usage_errors(pytester):
+    for value, message in (("0.5", "*'0.5' is below 1*"), ("two", "*'two' is not a number*")):
+        result = pytester.runpytest("--prune-bench", f"--prune-compression={value}")
+        assert result.ret == 4
+        result.stderr.fnmatch_lines([message])
+
+
+def test_unreachable_compression_errors_only_its_cells(pytester):
+    result = pytester.runpytest(
+        "--prune-bench", *FAST, "--prune-pruner=global_magnitude", "--prune-compression=2,500",
+        "--prune-json=out.json", "--prune-max-drop=100",
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*compression 500x is not reachable*"])
+    assert [r["outcome"] for r in records(pytester.path / "out.json")] == ["passed", "error"]
+
+
+def test_without_prune_options_the_plugin_stays_out_of_the_way(pytester):
+    pytester.makepyfile("def test_plain(): pass")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "pytest-prune" not in result.stdout.str()

@@ -1,0 +1,146 @@
+"""Plugging in a pruner: the three return styles, bad pruners confined to their cells, user tests."""
+
+from __future__ import annotations
+
+from plugin.conftest import FAST, records
+
+STYLES = '''
+import torch
+from torch.nn.utils import prune as torch_prune
+from pytest_prune import prunable, pruner
+
+
+@pruner
+def returns_masks(model, amount, data):
+    scores = torch.cat([m.weight.detach().abs().flatten() for m, _ in prunable(model)])
+    cut = scores.kthvalue(max(1, round(amount * scores.numel()))).values
+    return {f"{name}.weight": (m.weight.abs() > cut) for name, m in model.named_modules() if (m, "weight") in prunable(model)}
+
+
+@pruner("torch-prune")
+def uses_torch_prune(model, amount, data):
+    torch_prune.global_unstructured(prunable(model), torch_prune.L1Unstructured, amount=amount)
+
+
+@pruner
+def zeroes_in_place(model, amount, data):
+    inputs, targets = next(iter(data))
+    assert inputs.shape[0] == 128 and targets.dtype == torch.int64
+    for module, name in prunable(model):
+        weight = getattr(module, name)
+        k = round(amount * weight.numel())
+        with torch.no_grad():
+            weight.view(-1)[weight.abs().flatten().argsort()[:k]] = 0
+'''
+
+BAD = '''
+import torch
+from pytest_prune import pruner
+
+
+@pruner
+def raises(model, amount, data):
+    raise RuntimeError("my pruner is broken")
+
+
+@pruner
+def wrong_shape(model, amount, data):
+    return {"fc1.weight": torch.ones(3, 3)}
+
+
+@pruner
+def misses_target(model, amount, data):
+    return {"fc1.weight": torch.rand_like(model.fc1.weight) > 0.1}
+
+
+@pruner
+def returns_list(model, amount, data):
+    return [1, 2]
+'''
+
+
+def test_all_three_pruner_styles_work(pytester, xdist):
+    pytester.makepyfile(my_pruners=STYLES)
+    result = pytester.runpytest(
+        *FAST, "--prune-pruner=my_pruners.py:returns_masks", "--prune-pruner=my_pruners.py:uses_torch_prune",
+        "--prune-pruner", "my_pruners.py:zeroes_in_place", "--prune-compression=4", "--prune-json=out.json",
+        "--prune-max-drop=100", "-v", *xdist,
+    )
+    result.assert_outcomes(passed=3)
+    assert "test_prune[digits-lenet300_100-torch-prune-4x]" in result.stdout.str()
+    rows = records(pytester.path / "out.json")
+    assert {r["pruner"] for r in rows} == {"returns_masks", "torch-prune", "zeroes_in_place"}
+    assert all(abs(r["compression_achieved"] - 4) < 0.05 for r in rows)
+
+
+def test_bad_pruners_error_in_their_own_cells_and_the_rest_is_kept(pytester, xdist):
+    pytester.makepyfile(bad=BAD)
+    result = pytester.runpytest(
+        *FAST, "--prune-pruner=bad.py:raises,bad.py:wrong_shape,bad.py:misses_target,bad.py:returns_list",
+        "--prune-pruner=global_magnitude,missing.py:nothing", "--prune-compression=8", "--prune-json=out.json",
+        "--prune-max-drop=100", *xdist,
+    )
+    result.assert_outcomes(passed=1, errors=5)
+    by_pruner = {r["pruner"]: r for r in records(pytester.path / "out.json")}
+    assert by_pruner["global_magnitude"]["outcome"] == "passed"
+    expected = {
+        "raises": "pruner 'raises' raised RuntimeError: my pruner is broken",
+        "wrong_shape": "mask for 'fc1.weight' has shape (3, 3); the parameter has shape (300, 64)",
+        "misses_target": "asked 8x, got 1.",
+        "returns_list": "pruner returned a list",
+        "nothing": "'missing.py:nothing' does not import",
+    }
+    for name, message in expected.items():
+        assert by_pruner[name]["outcome"] == "error" and message in by_pruner[name]["error"], by_pruner[name]
+    assert by_pruner["misses_target"]["compression_achieved"] < 2  # measured before the error is raised
+
+
+def test_user_tests_are_parametrized_over_the_matrix(pytester, xdist):
+    pytester.makepyfile(my_pruners=STYLES)
+    pytester.makepyfile(
+        test_mine='''
+        import copy
+
+        import torch
+
+
+        def test_keeps_accuracy(prune_result):
+            assert prune_result.top1 >= prune_result.dense_top1 - 0.05
+            assert prune_result.id.startswith("digits-lenet300_100-zeroes_in_place-")
+
+
+        def test_pruned_weights_stay_zero(pruned_model, finetuned_model, prune_case):
+            for (name, before), after in zip(pruned_model.named_parameters(), finetuned_model.parameters()):
+                assert (after[before == 0] == 0).all(), name
+
+
+        def test_the_shared_model_is_never_touched(pretrained_model, pruned_model):
+            assert torch.count_nonzero(pretrained_model.fc1.weight) == pretrained_model.fc1.weight.numel()
+            assert torch.count_nonzero(pruned_model.fc1.weight) < pruned_model.fc1.weight.numel()
+        '''
+    )
+    result = pytester.runpytest(
+        *FAST, "--prune-pruner=my_pruners.py:zeroes_in_place", "--prune-compression=2,4", "-v", *xdist,
+    )
+    result.assert_outcomes(passed=6)  # the user's 3 tests × 2 cells; no bench suite added
+    assert "test_prune[" not in result.stdout.str()
+
+
+def test_a_test_that_mutates_the_shared_model_errors_and_the_model_is_restored(pytester):
+    pytester.makepyfile(
+        test_mutate='''
+        import torch
+
+
+        def test_a_mutates(pretrained_model):
+            with torch.no_grad():
+                pretrained_model.fc1.weight.zero_()
+
+
+        def test_b_sees_the_original(pretrained_model):
+            assert torch.count_nonzero(pretrained_model.fc1.weight) > 0
+        '''
+    )
+    result = pytester.runpytest(*FAST, "--prune-pruner=random", "--prune-compression=2", "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*shared pretrained model digits/lenet300_100 was modified in place*"])

@@ -1,0 +1,58 @@
+"""MAC and parameter counts against published figures and against torch.utils.flop_counter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from pytest_prune.architectures import CifarResNet, lenet5, lenet300_100, resnet20
+from pytest_prune.metrics import count_macs, count_params, macs_summary
+
+
+def flop_counter_macs(model, shape):
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, *shape))
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize(
+    ("factory", "shape", "params", "macs"),
+    [
+        (lenet300_100, (1, 28, 28), 266_610, 266_200),
+        (lenet5, (1, 28, 28), 431_080, 2_293_000),
+        (resnet20, (3, 32, 32), 269_722, 40_551_040),
+        (lambda s, c: CifarResNet(56, s, c), (3, 32, 32), 853_018, 125_485_696),
+    ],
+    ids=["lenet300_100", "lenet5", "resnet20", "resnet56"],
+)
+def test_published_counts(factory, shape, params, macs):
+    model = factory(shape, 10)
+    assert count_params(model)[0] == params
+    dense, sparse = macs_summary(count_macs(model, shape))
+    assert dense == macs == flop_counter_macs(model, shape)
+    assert sparse == pytest.approx(dense, rel=1e-6)
+
+
+def test_sparse_macs_scale_each_layer_by_its_weight_density():
+    model = lenet300_100((1, 28, 28), 10)
+    with torch.no_grad():
+        model.fc1.weight[:, : 784 // 2] = 0  # half of fc1
+    counts = {c.name: c for c in count_macs(model, (1, 28, 28))}
+    assert counts["fc1"].density == 0.5
+    assert macs_summary(counts.values())[1] == 235_200 / 2 + 30_000 + 1_000
+
+
+def test_counting_changes_no_state():
+    model = resnet20((3, 32, 32), 10).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    count_macs(model, (3, 32, 32))
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_transposed_convolution_is_counted_like_flop_counter():
+    model = nn.Sequential(nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2))
+    assert macs_summary(count_macs(model, (4, 5, 5)))[0] == flop_counter_macs(model, (4, 5, 5))

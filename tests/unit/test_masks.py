@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from pytest_prune import prunable
+from pytest_prune.masks import (
+    MaskEnforcer, MaskError, amount_for, check_compression, derive_masks, prunable_names,
+)
+
+
+def dense_state(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_prunable_leaves_out_the_last_layer_biases_and_batchnorm(tiny_cnn):
+    assert prunable_names(tiny_cnn) == ["0.weight", "3.weight"]
+    assert prunable(tiny_cnn) == [(tiny_cnn[0], "weight"), (tiny_cnn[3], "weight")]
+
+
+def test_prunable_honours_an_explicit_classifier_flag(tiny_mlp):
+    tiny_mlp[2].is_classifier = True
+    assert prunable_names(tiny_mlp) == ["0.weight", "4.weight"]
+
+
+def test_amount_follows_shrinkbench_definition():
+    # 1000 params, 900 prunable: 4x keeps 250 nonzero, so 750 of the 900 prunable go.
+    assert amount_for(1000, 900, 4.0) == pytest.approx(750 / 900)
+    assert amount_for(1000, 900, 1.0) == 0.0
+
+
+def test_unreachable_compression_names_the_ceiling():
+    with pytest.raises(ValueError, match=r"compression 20x is not reachable.*10x"):
+        amount_for(1000, 900, 20.0)
+
+
+def test_returned_dict_masks_zero_the_weights(tiny_mlp):
+    state = dense_state(tiny_mlp)
+    mask = torch.ones(16, 8)
+    mask[:, :4] = 0
+    masks = derive_masks(tiny_mlp, {"0.weight": mask}, state)
+    assert masks["0.weight"].dtype == torch.bool
+    assert (tiny_mlp[0].weight[:, :4] == 0).all() and (tiny_mlp[0].weight[:, 4:] != 0).all()
+
+
+def test_torch_prune_masks_are_read_and_reparametrisation_removed(tiny_mlp):
+    state = dense_state(tiny_mlp)
+    torch_prune.l1_unstructured(tiny_mlp[0], "weight", amount=0.5)
+    torch_prune.global_unstructured(prunable(tiny_mlp), torch_prune.L1Unstructured, amount=0.6)
+    masks = derive_masks(tiny_mlp, None, state)
+    assert set(masks) == {"0.weight", "2.weight"}
+    assert not hasattr(tiny_mlp[0], "weight_orig") and not tiny_mlp[0]._forward_pre_hooks
+    assert isinstance(tiny_mlp[0].weight, nn.Parameter)
+    assert int((tiny_mlp[0].weight == 0).sum()) == int((~masks["0.weight"]).sum()) >= 64
+
+
+def test_in_place_zeroing_is_detected(tiny_mlp):
+    state = dense_state(tiny_mlp)
+    with torch.no_grad():
+        tiny_mlp[2].weight[:6] = 0
+    masks = derive_masks(tiny_mlp, None, state)
+    assert list(masks) == ["2.weight"] and int((~masks["2.weight"]).sum()) == 6 * 16
+
+
+@pytest.mark.parametrize(
+    ("returned", "message"),
+    [
+        ({"0.weight": torch.ones(8, 16)}, r"shape \(8, 16\); the parameter has shape \(16, 8\)"),
+        ({"nope.weight": torch.ones(1)}, r"unknown parameter 'nope.weight'; prunable parameters are: 0.weight"),
+        ({"0.weight": torch.full((16, 8), float("nan"))}, "NaN"),
+        ({"0.weight": torch.full((16, 8), 0.5)}, r"not binary \(values such as \[0.5"),
+        ({"0.weight": torch.ones(16, 8, dtype=torch.complex64)}, "dtype torch.complex64"),
+        ({"0.weight": "keep"}, "not a tensor or array"),
+        ([torch.ones(16, 8)], "pruner returned a list"),
+    ],
+)
+def test_bad_masks_are_clear_errors(tiny_mlp, returned, message):
+    with pytest.raises(MaskError, match=message):
+        derive_masks(tiny_mlp, returned, dense_state(tiny_mlp))
+
+
+def test_nan_weights_left_by_a_pruner_are_an_error(tiny_mlp):
+    state = dense_state(tiny_mlp)
+    with torch.no_grad():
+        tiny_mlp[0].weight[0, 0] = float("nan")
+    with pytest.raises(MaskError, match="NaN or infinite values in '0.weight'"):
+        derive_masks(tiny_mlp, None, state)
+
+
+def test_missed_target_says_asked_and_got():
+    with pytest.raises(MaskError, match=r"asked 8x, got 3.1x"):
+        check_compression(8.0, 3.1)
+    check_compression(8.0, 8.2)
+
+
+def test_enforcer_keeps_pruned_weights_zero_through_momentum_and_weight_decay(tiny_mlp):
+    masks = {"0.weight": torch.rand(16, 8) > 0.5, "2.weight": torch.rand(12, 16) > 0.7}
+    derive_masks(tiny_mlp, masks, dense_state(tiny_mlp))
+    enforce = MaskEnforcer(tiny_mlp, masks)
+    optimizer = torch.optim.SGD(tiny_mlp.parameters(), lr=0.5, momentum=0.9, weight_decay=0.1, nesterov=True)
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    for _ in range(5):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(tiny_mlp(x), y).backward()
+        optimizer.step()
+        enforce()
+        for name, mask in masks.items():
+            assert (dict(tiny_mlp.named_parameters())[name][~mask] == 0).all()
+    assert (tiny_mlp[0].weight[masks["0.weight"]] != 0).any()

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from pytest_prune import reference
+from pytest_prune.data.embedded import digits
+from pytest_prune.reference import WeightsError, load_pretrained, read_manifest, reference_dir
+from pytest_prune.registry import ARCHITECTURES, load_builtins
+
+load_builtins()
+
+
+def test_every_builtin_pair_ships_verified_weights():
+    from pytest_prune.cli import BUILTIN_PAIRS
+
+    manifest = read_manifest()
+    assert sorted(manifest) == sorted(f"{d}/{a}" for d, a in BUILTIN_PAIRS)
+    for entry in manifest.values():
+        assert reference.sha256_file(reference_dir() / entry["file"]) == entry["sha256"]
+        assert {"top1", "recipe", "seed", "versions", "threads"} <= set(entry)
+
+
+def test_shipped_weights_load_and_match_the_manifest_accuracy(tmp_path):
+    from pytest_prune.train import evaluate
+
+    data = digits()
+    dense = load_pretrained("digits", "lenet300_100", data, tmp_path)
+    assert dense.source == "shipped"
+    top1, _ = evaluate(dense.model, data.test_x, data.test_y)
+    assert top1 == pytest.approx(read_manifest()["digits/lenet300_100"]["top1"], abs=1e-4)
+
+
+def test_tampered_weights_name_the_file_and_both_hashes(tmp_path, monkeypatch):
+    folder = tmp_path / "ref"
+    shutil.copytree(reference_dir(), folder)
+    entry = read_manifest(folder)["digits/lenet5"]
+    target = folder / entry["file"]
+    target.write_bytes(target.read_bytes()[:-10] + b"0123456789")
+    monkeypatch.setattr(reference, "reference_dir", lambda: folder)
+    with pytest.raises(WeightsError) as info:
+        load_pretrained("digits", "lenet5", digits(), tmp_path)
+    message = str(info.value)
+    assert str(target) in message and entry["sha256"] in message
+    assert reference.sha256_file(target) in message
+
+
+@pytest.fixture
+def user_arch():
+    from torch import nn
+
+    def tiny_user_net(input_shape, num_classes):
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, num_classes))
+
+    ARCHITECTURES.register(tiny_user_net)
+    yield "tiny_user_net"
+    ARCHITECTURES._entries.pop("tiny_user_net")
+
+
+def test_an_architecture_without_shipped_weights_trains_once_then_loads_from_cache(tmp_path, user_arch):
+    data = digits()
+    first = load_pretrained("digits", user_arch, data, tmp_path)
+    second = load_pretrained("digits", user_arch, data, tmp_path)
+    assert (first.source, second.source) == ("trained", "cached") and first.sha256 == second.sha256
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(),
+                                                 second.model.state_dict().values(), strict=True))
+    first.path.write_bytes(b"corrupt")  # a damaged cache entry is retrained, not trusted
+    third = load_pretrained("digits", user_arch, data, tmp_path)
+    assert third.source == "trained" and third.sha256 == first.sha256
+
+
+def test_an_architecture_that_rejects_the_input_shape_is_named(tmp_path):
+    from torch import nn
+
+    def wants_rgb(input_shape, num_classes):
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(num_classes))
+
+    ARCHITECTURES.register(wants_rgb)
+    try:
+        with pytest.raises(WeightsError, match=r"'wants_rgb' does not accept dataset 'digits' inputs of shape \(1, 8, 8\)"):
+            load_pretrained("digits", "wants_rgb", digits(), tmp_path)
+    finally:
+        ARCHITECTURES._entries.pop("wants_rgb")
+
+
+def test_manifest_is_valid_json_with_schema():
+    document = json.loads((reference_dir() / "manifest.json").read_text())
+    assert document["schema"] == "pytest-prune-manifest/1"

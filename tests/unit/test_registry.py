@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from pytest_prune.registry import Registry, SpecError, _decorator
+
+
+@pytest.fixture
+def registry():
+    return Registry("pruner")
+
+
+def test_decorator_registers_by_name_and_renames(registry):
+    deco = _decorator(registry)
+
+    @deco
+    def alpha(model, amount, data): ...
+
+    @deco("beta-2")
+    def beta(model, amount, data): ...
+
+    assert registry.names() == ["alpha", "beta-2"] and registry.get("beta-2") is beta
+
+
+def test_a_clash_between_two_functions_is_an_error(registry):
+    def one(model, amount, data): ...
+
+    def two(model, amount, data): ...
+
+    registry.register(one, "same")
+    registry.register(one, "same")  # the same function again (a re-import) is fine
+    with pytest.raises(SpecError, match="'same' is already registered by .*one; .*two must use another name"):
+        registry.register(two, "same")
+
+
+def test_resolve_names_globs_and_unknowns(registry):
+    for name in ("global_magnitude", "layer_magnitude", "random"):
+        registry.register(lambda m, a, d: None, name)
+    assert registry.resolve("*magnitude") == ["global_magnitude", "layer_magnitude"]
+    assert registry.resolve("random") == ["random"]
+    with pytest.raises(SpecError, match="unknown pruner 'globl_magnitude'. Did you mean global_magnitude"):
+        registry.resolve("globl_magnitude")
+    with pytest.raises(SpecError, match="glob 'x\\*' matches nothing. Available pruners: global_magnitude"):
+        registry.resolve("x*")
+
+
+def test_resolve_path_and_module_specs(registry, tmp_path, monkeypatch):
+    source = textwrap.dedent(
+        """
+        def mine(model, amount, data):
+            return None
+        """
+    )
+    (tmp_path / "my_pruners.py").write_text(source)
+    (tmp_path / "pkg_pruners.py").write_text(source.replace("mine", "theirs"))
+    monkeypatch.chdir(tmp_path)
+    assert registry.resolve("my_pruners.py:mine") == ["mine"]
+    assert registry.resolve("./my_pruners.py:mine") == ["mine"]  # the same file is imported once
+    monkeypatch.syspath_prepend(tmp_path)
+    assert registry.resolve("pkg_pruners:theirs") == ["theirs"]
+
+
+def test_a_spec_that_does_not_import_breaks_only_its_own_name(registry, tmp_path):
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom at import')\n")
+    assert registry.resolve(f"{tmp_path / 'broken.py'}:fn") == ["fn"]
+    with pytest.raises(SpecError, match="does not import: RuntimeError: boom at import"):
+        registry.get("fn")
+    assert registry.resolve(f"{tmp_path / 'missing.py'}:fn") == ["fn"]
+    with pytest.raises(SpecError, match="FileNotFoundError: no such file"):
+        registry.get("fn")

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+
+from pytest_prune.settings import SettingsError, build, parse_compressions, split_list
+
+
+def test_defaults_are_the_embedded_benchmark():
+    s = build({})
+    assert (s.datasets, s.archs, s.compressions) == (("mnist5k",), ("lenet300_100", "lenet5"), (2, 4, 8, 16, 32))
+    assert s.pruners == ("random", "global_magnitude", "layer_magnitude") and not s.pruners_given
+
+
+def test_lists_split_on_commas_and_repeats():
+    assert split_list(["a,b", "c", "a"]) == ("a", "b", "c")
+    s = build({"pruner": ["x.py:f", "global_*"], "compression": ["2,8x"], "epochs": "0", "threads": "2"})
+    assert s.pruners == ("x.py:f", "global_*") and s.pruners_given
+    assert (s.compressions, s.epochs, s.threads) == ((2.0, 8.0), 0, 2)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [(["0.5"], "'0.5' is below 1"), (["eight"], "'eight' is not a number"), (["inf"], "not finite")],
+)
+def test_bad_compressions_are_named(values, message):
+    with pytest.raises(SettingsError, match=message):
+        parse_compressions(values)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"min_top1": "0.9"}, "looks like a fraction; give a percentage \\(e.g. 90\\)"),
+        ({"min_top1": "120"}, "above 100"),
+        ({"epochs": "two"}, "--prune-epochs: 'two' is not a valid number"),
+        ({"threads": "0"}, "--prune-threads: '0' must be ≥ 1"),
+        ({"max_drop": "-1"}, "--prune-max-drop"),
+    ],
+)
+def test_bad_numbers_are_named(raw, message):
+    with pytest.raises(SettingsError, match=message):
+        build(raw)

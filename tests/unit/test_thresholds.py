@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from pytest_prune.settings import build
+from pytest_prune.thresholds import conditions, judge
+
+FINETUNE = {"optimizer": "sgd", "lr": 0.01}
+
+
+def record(top1, dense=0.98):
+    return {"dataset": "mnist5k", "arch": "lenet5", "pruner": "random", "compression": 8.0, "top1": top1,
+            "dense_top1": dense, "finetune": FINETUNE, "weights_sha256": "abc"}
+
+
+def expectations(settings, sha="abc"):
+    return {"margin": 1.5, "conditions": conditions(settings, FINETUNE),
+            "cells": {"mnist5k/lenet5/random/8x": {"top1": 0.95, "weights_sha256": sha}}}
+
+
+def test_a_matching_expectation_sets_the_floor():
+    settings = build({})
+    verdict = judge(record(0.930), settings, expectations(settings))
+    assert verdict.threshold == "expectation" and abs(verdict.required_top1 - 0.935) < 1e-9
+    assert "top-1 93.00% is below the expected floor 93.50%" in verdict.failures[0]
+    assert not judge(record(0.936), settings, expectations(settings)).failures
+
+
+def test_other_conditions_or_weights_fall_back_to_max_drop():
+    settings = build({"epochs": "5"})
+    verdict = judge(record(0.92), settings, expectations(build({})))
+    assert verdict.threshold == "max_drop"
+    assert "6.00 points below the dense model's 98.00%; allowed drop 5 points" in verdict.failures[0]
+    assert judge(record(0.94), build({}), expectations(build({}), sha="other")).threshold == "max_drop"
+
+
+def test_explicit_thresholds_apply_everywhere():
+    settings = build({"max_drop": "1", "min_top1": "97.5"})
+    verdict = judge(record(0.93), settings, expectations(settings))
+    assert len(verdict.failures) == 3 and verdict.threshold == "min_top1"
+    assert "below --prune-min-top1 97.5%" in verdict.failures[-1]
