@@ -2,7 +2,9 @@
 
 A shipped expectation (``reference_models/expectations.json``) applies to a cell only when the cell runs
 under the conditions it was measured with (epochs, seed, threads, finetuning recipe) on the same
-reference weights; its floor is the measured top-1 minus a margin. Elsewhere the dense model sets the
+reference weights. Its floor is the measured top-1 minus a margin of 1.5 points plus 10% of the cell's
+drop below its dense parent: a cell far below its parent (random pruning at 16x) finetunes chaotically,
+and tiny floating-point differences between CPUs move it by more than a well-behaved cell. Elsewhere the dense model sets the
 bar: top-1 may fall at most ``--prune-max-drop`` points (default 5). ``--prune-min-top1`` and an explicit
 ``--prune-max-drop`` apply to every cell.
 """
@@ -62,12 +64,12 @@ def judge(record: dict[str, Any], settings: Settings, expectations: dict[str, An
     failures: list[str] = []
     rules: list[tuple[str, float]] = []
     if applies:
-        floor = expected["top1"] - expectations["margin"] / 100
+        floor = expected["min_top1"]
         rules.append(("expectation", floor))
         if top1 < floor:
             failures.append(
                 f"top-1 {top1:.2%} is below the expected floor {floor:.2%} (shipped expectation for {key}: "
-                f"{expected['top1']:.2%} measured - {expectations['margin']:g} points)"
+                f"{expected['top1']:.2%} measured, floor {(expected['top1'] - floor) * 100:.2f} points lower)"
             )
     if not applies or settings.max_drop is not None:
         allowed = settings.effective_max_drop
@@ -84,6 +86,12 @@ def judge(record: dict[str, Any], settings: Settings, expectations: dict[str, An
             failures.append(f"top-1 {top1:.2%} is below --prune-min-top1 {settings.min_top1:g}%")
     name, required = max(rules, key=lambda rule: rule[1])
     return Verdict(name, required, tuple(failures))
+
+
+def floor_for(top1: float, dense_top1: float, margin: float, slope: float = 0.1) -> float:
+    """The expectation floor: measured top-1 − (margin points + ``slope`` × the drop below the dense parent)."""
+    drop = max(0.0, dense_top1 - top1)
+    return max(0.0, top1 - margin / 100 - slope * drop)
 
 
 def expectations_from_results(paths: Iterable[Path], output: Path, margin: float) -> int:
@@ -104,7 +112,14 @@ def expectations_from_results(paths: Iterable[Path], output: Path, margin: float
                 raise ValueError(f"{path}: results come from different conditions ({cond} vs {found})")
             found = cond
             key = "/".join((record["dataset"], record["arch"], record["pruner"], f"{record['compression']:g}x"))
-            cells[key] = {"top1": record["top1"], "weights_sha256": record["weights_sha256"]}
-    document = {"schema": SCHEMA, "margin": margin, "conditions": found, "cells": dict(sorted(cells.items()))}
+            cells[key] = {
+                "top1": record["top1"], "min_top1": round(floor_for(record["top1"], record["dense_top1"], margin), 4),
+                "weights_sha256": record["weights_sha256"],
+            }
+    document = {
+        "schema": SCHEMA, "margin_points": margin, "drop_slope": 0.1, "conditions": found,
+        "command": "pytest --prune-bench --prune-json results.json && pytest-prune expect results.json",
+        "cells": dict(sorted(cells.items())),
+    }
     atomic_write_bytes(output, (json.dumps(document, indent=2) + "\n").encode())
     return len(cells)

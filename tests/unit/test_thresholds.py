@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import pytest
+
 from pytest_prune.settings import build
-from pytest_prune.thresholds import conditions, judge
+from pytest_prune.thresholds import conditions, floor_for, judge
 
 FINETUNE = {"optimizer": "sgd", "lr": 0.01}
 
@@ -12,8 +14,8 @@ def record(top1, dense=0.98):
 
 
 def expectations(settings, sha="abc"):
-    return {"margin": 1.5, "conditions": conditions(settings, FINETUNE),
-            "cells": {"mnist5k/lenet5/random/8x": {"top1": 0.95, "weights_sha256": sha}}}
+    return {"conditions": conditions(settings, FINETUNE),
+            "cells": {"mnist5k/lenet5/random/8x": {"top1": 0.95, "min_top1": 0.935, "weights_sha256": sha}}}
 
 
 def test_a_matching_expectation_sets_the_floor():
@@ -37,3 +39,9 @@ def test_explicit_thresholds_apply_everywhere():
     verdict = judge(record(0.93), settings, expectations(settings))
     assert len(verdict.failures) == 3 and verdict.threshold == "min_top1"
     assert "below --prune-min-top1 97.5%" in verdict.failures[-1]
+
+
+def test_the_floor_widens_with_the_drop_below_dense():
+    assert floor_for(0.95, 0.95, margin=1.5) == pytest.approx(0.935)
+    assert abs(floor_for(0.50, 0.95, margin=1.5) - (0.50 - 0.015 - 0.045)) < 1e-12
+    assert floor_for(0.01, 0.95, margin=1.5) == 0.0

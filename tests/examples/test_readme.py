@@ -1,0 +1,39 @@
+"""README snippets run as tests: the pruner and test file it shows, and the commands CI runs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def examples() -> dict[str, str]:
+    """Code blocks announced by `<!-- readme-example: NAME -->`, by file name."""
+    pattern = re.compile(r"<!-- readme-example: (\S+) -->\s*```python\n(.*?)```", re.S)
+    return dict(pattern.findall(README.read_text()))
+
+
+def test_the_readme_pruner_and_test_file_run(pytester):
+    files = examples()
+    assert set(files) == {"my_pruners.py", "test_my_pruner.py"}
+    for name, code in files.items():
+        pytester.path.joinpath(name).write_text(code)
+    result = pytester.runpytest(
+        "--prune-pruner", "my_pruners.py:my_pruner", "--prune-pruner", "*magnitude", "--prune-dataset=digits",
+        "--prune-arch=lenet300_100", "--prune-compression=2,4", "--prune-epochs=1", "--prune-json=out.json",
+    )
+    result.assert_outcomes(passed=12)  # 2 tests × 3 pruners × 2 compressions
+    rows = json.loads((pytester.path / "out.json").read_text())["results"]
+    assert "digits-lenet300_100-my_pruner-4x" in {r["id"] for r in rows}
+    assert all(abs(r["compression_achieved"] / r["compression"] - 1) < 0.01 for r in rows)
+
+
+def test_ci_runs_the_readme_install_and_test_commands():
+    readme = README.read_text()
+    ci = (README.parent / ".ci" / "run").read_text()
+    install = re.search(r"# 1\. install.*\n(.*)\n", readme).group(1)
+    assert install in ci and "pip install -c constraints-cpu.txt" in install
+    assert re.search(r"# 2\. run pytest-prune's own test suite\npytest\n", readme)
+    assert re.search(r"^pytest$", ci, re.M)
