@@ -81,6 +81,8 @@ def test_masked_throughput_ratio(medians, arch, record_property):
         pytest.skip("needs both benchmarks of this module in the same run (not with --benchmark-disable)")
     ratio = medians[("bare", arch)] / medians[("masked", arch)]
     record_property("throughput_ratio", ratio)
-    print(f"\n{arch}: masked finetuning throughput = {ratio:.3f} x bare PyTorch loop "
-          f"({4000 / medians[('masked', arch)]:.0f} vs {4000 / medians[('bare', arch)]:.0f} img/s)")
+    print(
+        f"\n{arch}: masked finetuning throughput = {ratio:.3f} x bare PyTorch loop "
+        f"({4000 / medians[('masked', arch)]:.0f} vs {4000 / medians[('bare', arch)]:.0f} img/s)"
+    )
     assert ratio >= TARGET, f"{arch}: masked finetuning at {ratio:.3f}x of a bare loop; target {TARGET}x"

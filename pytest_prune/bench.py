@@ -10,7 +10,9 @@ from pytest_prune.results import PruneResult
 
 
 def test_prune(
-    prune_result: PruneResult, _prune_record: dict[str, Any], _prune_expectations: dict[str, Any],
+    prune_result: PruneResult,
+    _prune_record: dict[str, Any],
+    _prune_expectations: dict[str, Any],
     pytestconfig: pytest.Config,
 ) -> None:
     """Prune, finetune and judge one cell: its top-1 must clear the thresholds that apply to it."""

@@ -22,11 +22,15 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     recipe = PRETRAIN if args.epochs is None else PRETRAIN.with_epochs(args.epochs)
     for dataset_name, arch in pairs:
+
         def progress(epoch: int, loss: float, name: str = f"{dataset_name}/{arch}") -> None:
             print(f"  {name}: epoch {epoch}/{recipe.epochs} loss {loss:.4f}", flush=True)
 
         entry = write_reference(Path(args.out), dataset_name, arch, recipe, args.threads, progress)
-        print(f"{dataset_name}/{arch}: top-1 {entry['top1']:.2%} -> {Path(args.out) / entry['file']}", flush=True)
+        print(
+            f"{dataset_name}/{arch}: top-1 {entry['top1']:.2%} -> {Path(args.out) / entry['file']}",
+            flush=True,
+        )
     return 0
 
 

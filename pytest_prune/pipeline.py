@@ -21,7 +21,12 @@ from torch import nn
 
 from .data.base import Batches, ImageDataset
 from .masks import (
-    MaskEnforcer, MaskError, amount_for, check_compression, derive_masks, prunable,
+    MaskEnforcer,
+    MaskError,
+    amount_for,
+    check_compression,
+    derive_masks,
+    prunable,
 )
 from .matrix import Case
 from .metrics import count_macs, count_params, macs_summary
@@ -103,6 +108,7 @@ class Store:
 
     def dataset(self, name: str) -> ImageDataset:
         """The dataset on the configured device, loaded once per session."""
+
         def make() -> ImageDataset:
             data = DATASETS.get(name)()
             if not isinstance(data, ImageDataset):
@@ -114,6 +120,7 @@ class Store:
 
     def dense(self, dataset_name: str, arch: str) -> Dense:
         """The shared dense model of (dataset, arch), measured once per session."""
+
         def make() -> Dense:
             data = self.dataset(dataset_name)
             with torch_threads(self.settings.threads):
@@ -154,8 +161,11 @@ class Cell:
         """The shared dense parent (also fills the dense fields of the record)."""
         dense = self.store.dense(self.case.dataset, self.case.arch)
         self.fields.update(
-            dense_top1=dense.top1, dense_top5=dense.top5, dense_macs=dense.macs,
-            weights_sha256=dense.pretrained.sha256, weights=dense.pretrained.source,
+            dense_top1=dense.top1,
+            dense_top5=dense.top5,
+            dense_macs=dense.macs,
+            weights_sha256=dense.pretrained.sha256,
+            weights=dense.pretrained.source,
         )
         return dense
 
@@ -164,7 +174,7 @@ class Cell:
         return self.store._cached(self._stages, "pruned", self._prune)
 
     def _prune(self) -> Pruned:
-        case, settings = self.case, self.store.settings
+        case = self.case
         dense = self.dense()
         dense.guard(f"{case.dataset}/{case.arch}")
         data = self.store.dataset(case.dataset)
@@ -186,16 +196,19 @@ class Cell:
                 returned = fn(model, amount, batches)
             except Exception as exc:
                 raise PrunerError(
-                    f"pruner {case.pruner!r} raised {type(exc).__name__}: {exc} "
-                    f"(cell {case.id}, amount {amount:.4f})"
+                    f"pruner {case.pruner!r} raised {type(exc).__name__}: {exc} (cell {case.id}, amount {amount:.4f})"
                 ) from exc
             masks = derive_masks(model, returned, dense_state)
             self.fields.setdefault("seconds", {})["prune"] = round(time.perf_counter() - start, 4)
             params, nonzero = count_params(model)
             dense_macs, macs = macs_summary(count_macs(model, data.input_shape))
             self.fields.update(
-                params=params, nonzero_params=nonzero, compression_achieved=params / max(nonzero, 1),
-                sparsity=1 - nonzero / params, macs=macs, theoretical_speedup=dense_macs / max(macs, 1e-12),
+                params=params,
+                nonzero_params=nonzero,
+                compression_achieved=params / max(nonzero, 1),
+                sparsity=1 - nonzero / params,
+                macs=macs,
+                theoretical_speedup=dense_macs / max(macs, 1e-12),
             )
             check_compression(case.compression, params / max(nonzero, 1))
             self.fields["pruned_top1"], _ = evaluate(model, data.test_x, data.test_y)

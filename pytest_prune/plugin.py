@@ -28,8 +28,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action = {"bool": "store_true", "list": "append"}.get(option.kind, "store")
         extra = {} if option.kind == "bool" else {"metavar": option.metavar}
         group.addoption(option.flag, action=action, default=None, dest=option.ini, help=option.help, **extra)
-        parser.addini(option.ini, f"{option.help} (ini twin of {option.flag})",
-                      type="bool" if option.kind == "bool" else "string")
+        parser.addini(
+            option.ini,
+            f"{option.help} (ini twin of {option.flag})",
+            type="bool" if option.kind == "bool" else "string",
+        )
 
 
 def _raw_options(config: pytest.Config) -> dict[str, Any]:
@@ -78,8 +81,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not PUBLIC_FIXTURES.intersection(metafunc.fixturenames):
         return
     params = [
-        pytest.param(case, id=case.id, marks=pytest.mark.prune(
-            dataset=case.dataset, arch=case.arch, pruner=case.pruner, compression=case.compression))
+        pytest.param(
+            case,
+            id=case.id,
+            marks=pytest.mark.prune(
+                dataset=case.dataset, arch=case.arch, pruner=case.pruner, compression=case.compression
+            ),
+        )
         for case in _matrix(metafunc.config)
     ]
     metafunc.parametrize("prune_case", params, indirect=True)

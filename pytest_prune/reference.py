@@ -142,15 +142,23 @@ def _load_verified(model: nn.Module, path: Path, expected_sha: str, what: str) -
 def training_key(dataset_name: str, arch: str, recipe: Recipe, threads: int) -> str:
     """Content key of a trained reference: architecture and dataset source, recipe, seed, threads, torch."""
     payload = {
-        "dataset": dataset_name, "dataset_source": DATASETS.source_hash(dataset_name),
-        "arch": arch, "arch_source": ARCHITECTURES.source_hash(arch), "recipe": recipe.to_dict(),
-        "seed": REFERENCE_SEED, "threads": threads, "torch": torch.__version__,
+        "dataset": dataset_name,
+        "dataset_source": DATASETS.source_hash(dataset_name),
+        "arch": arch,
+        "arch_source": ARCHITECTURES.source_hash(arch),
+        "recipe": recipe.to_dict(),
+        "seed": REFERENCE_SEED,
+        "threads": threads,
+        "torch": torch.__version__,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def train_reference(
-    model: nn.Module, data: ImageDataset, recipe: Recipe = PRETRAIN, threads: int = 1,
+    model: nn.Module,
+    data: ImageDataset,
+    recipe: Recipe = PRETRAIN,
+    threads: int = 1,
     progress: Callable[[int, float], None] | None = None,
 ) -> bytes:
     """Train a reference model with the standard recipe; returns its serialised state dict."""
@@ -163,7 +171,11 @@ def train_reference(
 
 
 def load_pretrained(
-    dataset_name: str, arch: str, data: ImageDataset, cache_dir: Path, threads: int = 1,
+    dataset_name: str,
+    arch: str,
+    data: ImageDataset,
+    cache_dir: Path,
+    threads: int = 1,
 ) -> Pretrained:
     """The dense model for (dataset, arch): shipped weights if the manifest has them, else trained once and cached."""
     what = f"pretrained {dataset_name}/{arch}"
@@ -199,13 +211,20 @@ def versions() -> dict[str, str]:
     from . import __version__
 
     return {
-        "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-        "pytest_prune": __version__, "platform": f"{sys.platform}-{platform.machine()}",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "pytest_prune": __version__,
+        "platform": f"{sys.platform}-{platform.machine()}",
     }
 
 
 def write_reference(
-    folder: Path, dataset_name: str, arch: str, recipe: Recipe = PRETRAIN, threads: int = 1,
+    folder: Path,
+    dataset_name: str,
+    arch: str,
+    recipe: Recipe = PRETRAIN,
+    threads: int = 1,
     progress: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
     """Train the reference model for (dataset, arch), save it in ``folder`` and record it in the manifest."""
@@ -218,9 +237,15 @@ def write_reference(
     name = f"{dataset_name}-{arch}.pt"
     atomic_write_bytes(folder / name, payload)
     entry = {
-        "file": name, "sha256": hashlib.sha256(payload).hexdigest(), "top1": round(top1, 4),
-        "top5": round(top5, 4), "params": sum(p.numel() for p in model.parameters()),
-        "recipe": recipe.to_dict(), "seed": REFERENCE_SEED, "threads": threads, "versions": versions(),
+        "file": name,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "top1": round(top1, 4),
+        "top5": round(top5, 4),
+        "params": sum(p.numel() for p in model.parameters()),
+        "recipe": recipe.to_dict(),
+        "seed": REFERENCE_SEED,
+        "threads": threads,
+        "versions": versions(),
         "trained": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "command": f"pytest-prune train --dataset {dataset_name} --arch {arch}",
     }

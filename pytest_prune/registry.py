@@ -105,7 +105,7 @@ class Registry:
         try:
             module = _import_target(target)
             fn = getattr(module, attr)
-        except BaseException as exc:  # noqa: BLE001 - user code may raise anything at import
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             message = (

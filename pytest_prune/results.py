@@ -21,10 +21,35 @@ PROPERTY = "pytest_prune"
 OUTCOME_RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 
 RECORD_FIELDS = (
-    "id", "dataset", "arch", "pruner", "compression", "seed", "outcome", "error", "amount",
-    "top1", "top5", "pruned_top1", "dense_top1", "dense_top5", "params", "nonzero_params",
-    "compression_achieved", "sparsity", "dense_macs", "macs", "theoretical_speedup", "epochs",
-    "threshold", "required_top1", "finetune", "weights", "weights_sha256", "seconds", "tests",
+    "id",
+    "dataset",
+    "arch",
+    "pruner",
+    "compression",
+    "seed",
+    "outcome",
+    "error",
+    "amount",
+    "top1",
+    "top5",
+    "pruned_top1",
+    "dense_top1",
+    "dense_top5",
+    "params",
+    "nonzero_params",
+    "compression_achieved",
+    "sparsity",
+    "dense_macs",
+    "macs",
+    "theoretical_speedup",
+    "epochs",
+    "threshold",
+    "required_top1",
+    "finetune",
+    "weights",
+    "weights_sha256",
+    "seconds",
+    "tests",
 )
 """Keys of one record, in output order. Accuracies are fractions in [0, 1]; ``required_top1`` too."""
 
@@ -78,10 +103,16 @@ def environment(settings: Any) -> dict[str, Any]:
     from . import __version__
 
     env: dict[str, Any] = {
-        "pytest_prune": __version__, "python": platform.python_version(),
-        "platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-        "device": settings.device, "threads": settings.threads, "epochs": settings.epochs,
-        "seed": settings.seed, "compressions": list(settings.compressions),
+        "pytest_prune": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "device": settings.device,
+        "threads": settings.threads,
+        "epochs": settings.epochs,
+        "seed": settings.seed,
+        "compressions": list(settings.compressions),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if "torch" in sys.modules:  # only when already loaded: the collector must not import torch
@@ -119,8 +150,11 @@ class Collector:
         if record is None:
             return
         merged = self.records.setdefault(record["id"], {"tests": [], "outcome": "passed", "error": None})
-        outcome = {"setup": "error", "teardown": "error"}.get(report.when, "failed") if report.failed else (
-            "skipped" if report.skipped else "passed")
+        outcome = (
+            {"setup": "error", "teardown": "error"}.get(report.when, "failed")
+            if report.failed
+            else ("skipped" if report.skipped else "passed")
+        )
         merged.update({k: v for k, v in record.items() if k not in ("outcome", "error", "tests")})
         if report.nodeid not in merged["tests"]:
             merged["tests"] = sorted([*merged["tests"], report.nodeid])

@@ -42,20 +42,37 @@ class Option:
 
 OPTIONS = (
     Option("bench", "collect the built-in benchmark suite (the embedded default matrix)", "bool"),
-    Option("pruner", "pruner SPEC[,SPEC...]: name, glob, module:function or path.py:function "
-           "(repeatable; default: the built-in baselines)", "list", "SPEC"),
+    Option(
+        "pruner",
+        "pruner SPEC[,SPEC...]: name, glob, module:function or path.py:function "
+        "(repeatable; default: the built-in baselines)",
+        "list",
+        "SPEC",
+    ),
     Option("dataset", "dataset name(s), comma separated (default: mnist5k)", "list", "NAME"),
     Option("arch", "architecture name(s), comma separated (default: lenet300_100,lenet5)", "list", "NAME"),
-    Option("compression", "target compressions (total/nonzero params), e.g. 2,4,8,16,32 (the default)",
-           "list", "LIST"),
+    Option(
+        "compression",
+        "target compressions (total/nonzero params), e.g. 2,4,8,16,32 (the default)",
+        "list",
+        "LIST",
+    ),
     Option("epochs", f"finetuning epochs after pruning (default {DEFAULT_EPOCHS})", metavar="N"),
     Option("seed", f"seed for pruning and finetuning (default {DEFAULT_SEED})", metavar="N"),
     Option("device", "torch device for pruning, finetuning and evaluation (default cpu)", metavar="DEVICE"),
-    Option("threads", f"torch CPU threads per cell (default {DEFAULT_THREADS}; results depend on it bit for "
-           "bit, so serial and -n runs agree only with the same value)", metavar="N"),
+    Option(
+        "threads",
+        f"torch CPU threads per cell (default {DEFAULT_THREADS}; results depend on it bit for "
+        "bit, so serial and -n runs agree only with the same value)",
+        metavar="N",
+    ),
     Option("json", "write the results JSON to PATH (rewritten after every cell)", metavar="PATH"),
-    Option("max_drop", "fail a cell whose top-1 falls more than POINTS below the dense model "
-           "(used where no shipped expectation applies; default 5)", metavar="POINTS"),
+    Option(
+        "max_drop",
+        "fail a cell whose top-1 falls more than POINTS below the dense model "
+        "(used where no shipped expectation applies; default 5)",
+        metavar="POINTS",
+    ),
     Option("min_top1", "fail a cell whose top-1 is below PERCENT", metavar="PERCENT"),
 )
 

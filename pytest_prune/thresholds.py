@@ -4,9 +4,9 @@ A shipped expectation (``reference_models/expectations.json``) applies to a cell
 under the conditions it was measured with (epochs, seed, threads, finetuning recipe) on the same
 reference weights. Its floor is the measured top-1 minus a margin of 1.5 points plus 10% of the cell's
 drop below its dense parent: a cell far below its parent (random pruning at 16x) finetunes chaotically,
-and tiny floating-point differences between CPUs move it by more than a well-behaved cell. Elsewhere the dense model sets the
-bar: top-1 may fall at most ``--prune-max-drop`` points (default 5). ``--prune-min-top1`` and an explicit
-``--prune-max-drop`` apply to every cell.
+and tiny floating-point differences between CPUs move it by more than a well-behaved cell.
+Elsewhere the dense model sets the bar: top-1 may fall at most ``--prune-max-drop`` points (default 5).
+``--prune-min-top1`` and an explicit ``--prune-max-drop`` apply to every cell.
 """
 
 from __future__ import annotations
@@ -34,7 +34,12 @@ class Verdict:
 
 def conditions(settings: Settings, finetune: dict[str, Any]) -> dict[str, Any]:
     """The settings an expectation was measured under."""
-    return {"epochs": settings.epochs, "seed": settings.seed, "threads": settings.threads, "finetune": finetune}
+    return {
+        "epochs": settings.epochs,
+        "seed": settings.seed,
+        "threads": settings.threads,
+        "finetune": finetune,
+    }
 
 
 def load_expectations(path: Path | None = None) -> dict[str, Any]:
@@ -106,18 +111,26 @@ def expectations_from_results(paths: Iterable[Path], output: Path, margin: float
         for record in document["results"]:
             if record.get("top1") is None:
                 continue
-            cond = {"epochs": env["epochs"], "seed": env["seed"], "threads": env["threads"],
-                    "finetune": record["finetune"]}
+            cond = {
+                "epochs": env["epochs"],
+                "seed": env["seed"],
+                "threads": env["threads"],
+                "finetune": record["finetune"],
+            }
             if found is not None and cond != found:
                 raise ValueError(f"{path}: results come from different conditions ({cond} vs {found})")
             found = cond
             key = "/".join((record["dataset"], record["arch"], record["pruner"], f"{record['compression']:g}x"))
             cells[key] = {
-                "top1": record["top1"], "min_top1": round(floor_for(record["top1"], record["dense_top1"], margin), 4),
+                "top1": record["top1"],
+                "min_top1": round(floor_for(record["top1"], record["dense_top1"], margin), 4),
                 "weights_sha256": record["weights_sha256"],
             }
     document = {
-        "schema": SCHEMA, "margin_points": margin, "drop_slope": 0.1, "conditions": found,
+        "schema": SCHEMA,
+        "margin_points": margin,
+        "drop_slope": 0.1,
+        "conditions": found,
         "command": "pytest --prune-bench --prune-json results.json && pytest-prune expect results.json",
         "cells": dict(sorted(cells.items())),
     }

@@ -75,8 +75,11 @@ def train(
         return math.nan
     batches = Batches(data.train_x, data.train_y, recipe.batch_size, seed)
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-        weight_decay=recipe.weight_decay, nesterov=recipe.nesterov,
+        model.parameters(),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        nesterov=recipe.nesterov,
     )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs * len(batches))
     model.train()

@@ -57,8 +57,13 @@ class ImageDataset:
         if str(self.train_x.device) == device:
             return self
         return ImageDataset(
-            self.train_x.to(device), self.train_y.to(device), self.test_x.to(device), self.test_y.to(device),
-            self.num_classes, self.description, self.normalisation,
+            self.train_x.to(device),
+            self.train_y.to(device),
+            self.test_x.to(device),
+            self.test_y.to(device),
+            self.num_classes,
+            self.description,
+            self.normalisation,
         )
 
 

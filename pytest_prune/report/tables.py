@@ -9,9 +9,17 @@ from typing import Any
 from tabulate import tabulate
 
 HEADERS = (
-    "pruner", "target\ncompression", "achieved\ncompression", "sparsity\n%", "top-1 %\n(finetuned)",
-    "Δ top-1\n(points)", "top-1 %\n(pruned only)", "top-5 %", "MACs M\n(× density)",
-    "theoretical\nspeedup", "outcome",
+    "pruner",
+    "target\ncompression",
+    "achieved\ncompression",
+    "sparsity\n%",
+    "top-1 %\n(finetuned)",
+    "Δ top-1\n(points)",
+    "top-1 %\n(pruned only)",
+    "top-5 %",
+    "MACs M\n(× density)",
+    "theoretical\nspeedup",
+    "outcome",
 )
 
 
@@ -22,10 +30,14 @@ def _pct(value: float | None) -> str:
 def _row(r: dict[str, Any]) -> list[Any]:
     delta = None if r.get("top1") is None else (r["top1"] - r["dense_top1"]) * 100
     return [
-        r["pruner"], f"{r['compression']:g}x",
+        r["pruner"],
+        f"{r['compression']:g}x",
         "" if r.get("compression_achieved") is None else f"{r['compression_achieved']:.2f}x",
-        _pct(r.get("sparsity")), _pct(r.get("top1")), "" if delta is None else f"{delta:+.2f}",
-        _pct(r.get("pruned_top1")), _pct(r.get("top5")),
+        _pct(r.get("sparsity")),
+        _pct(r.get("top1")),
+        "" if delta is None else f"{delta:+.2f}",
+        _pct(r.get("pruned_top1")),
+        _pct(r.get("top5")),
         "" if r.get("macs") is None else f"{r['macs'] / 1e6:.3f}",
         "" if r.get("theoretical_speedup") is None else f"{r['theoretical_speedup']:.2f}x",
         r["outcome"],

@@ -21,8 +21,15 @@ def test_the_readme_pruner_and_test_file_run(pytester):
     for name, code in files.items():
         pytester.path.joinpath(name).write_text(code)
     result = pytester.runpytest(
-        "--prune-pruner", "my_pruners.py:my_pruner", "--prune-pruner", "*magnitude", "--prune-dataset=digits",
-        "--prune-arch=lenet300_100", "--prune-compression=2,4", "--prune-epochs=1", "--prune-json=out.json",
+        "--prune-pruner",
+        "my_pruners.py:my_pruner",
+        "--prune-pruner",
+        "*magnitude",
+        "--prune-dataset=digits",
+        "--prune-arch=lenet300_100",
+        "--prune-compression=2,4",
+        "--prune-epochs=1",
+        "--prune-json=out.json",
     )
     result.assert_outcomes(passed=12)  # 2 tests × 3 pruners × 2 compressions
     rows = json.loads((pytester.path / "out.json").read_text())["results"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from plugin.conftest import FAST, records
 
-STYLES = '''
+STYLES = """
 import torch
 from torch.nn.utils import prune as torch_prune
 from pytest_prune import prunable, pruner
@@ -14,7 +14,8 @@ from pytest_prune import prunable, pruner
 def returns_masks(model, amount, data):
     scores = torch.cat([m.weight.detach().abs().flatten() for m, _ in prunable(model)])
     cut = scores.kthvalue(max(1, round(amount * scores.numel()))).values
-    return {f"{name}.weight": (m.weight.abs() > cut) for name, m in model.named_modules() if (m, "weight") in prunable(model)}
+    layers = [m for m, _ in prunable(model)]
+    return {f"{name}.weight": m.weight.abs() > cut for name, m in model.named_modules() if m in layers}
 
 
 @pruner("torch-prune")
@@ -31,9 +32,9 @@ def zeroes_in_place(model, amount, data):
         k = round(amount * weight.numel())
         with torch.no_grad():
             weight.view(-1)[weight.abs().flatten().argsort()[:k]] = 0
-'''
+"""
 
-BAD = '''
+BAD = """
 import torch
 from pytest_prune import pruner
 
@@ -56,15 +57,22 @@ def misses_target(model, amount, data):
 @pruner
 def returns_list(model, amount, data):
     return [1, 2]
-'''
+"""
 
 
 def test_all_three_pruner_styles_work(pytester, xdist):
     pytester.makepyfile(my_pruners=STYLES)
     result = pytester.runpytest(
-        *FAST, "--prune-pruner=my_pruners.py:returns_masks", "--prune-pruner=my_pruners.py:uses_torch_prune",
-        "--prune-pruner", "my_pruners.py:zeroes_in_place", "--prune-compression=4", "--prune-json=out.json",
-        "--prune-max-drop=100", "-v", *xdist,
+        *FAST,
+        "--prune-pruner=my_pruners.py:returns_masks",
+        "--prune-pruner=my_pruners.py:uses_torch_prune",
+        "--prune-pruner",
+        "my_pruners.py:zeroes_in_place",
+        "--prune-compression=4",
+        "--prune-json=out.json",
+        "--prune-max-drop=100",
+        "-v",
+        *xdist,
     )
     result.assert_outcomes(passed=3)
     assert "test_prune[digits-lenet300_100-torch-prune-4x]" in result.stdout.str()
@@ -76,9 +84,13 @@ def test_all_three_pruner_styles_work(pytester, xdist):
 def test_bad_pruners_error_in_their_own_cells_and_the_rest_is_kept(pytester, xdist):
     pytester.makepyfile(bad=BAD)
     result = pytester.runpytest(
-        *FAST, "--prune-pruner=bad.py:raises,bad.py:wrong_shape,bad.py:misses_target,bad.py:returns_list",
-        "--prune-pruner=global_magnitude,missing.py:nothing", "--prune-compression=8", "--prune-json=out.json",
-        "--prune-max-drop=100", *xdist,
+        *FAST,
+        "--prune-pruner=bad.py:raises,bad.py:wrong_shape,bad.py:misses_target,bad.py:returns_list",
+        "--prune-pruner=global_magnitude,missing.py:nothing",
+        "--prune-compression=8",
+        "--prune-json=out.json",
+        "--prune-max-drop=100",
+        *xdist,
     )
     result.assert_outcomes(passed=1, errors=5)
     by_pruner = {r["pruner"]: r for r in records(pytester.path / "out.json")}
@@ -98,7 +110,7 @@ def test_bad_pruners_error_in_their_own_cells_and_the_rest_is_kept(pytester, xdi
 def test_user_tests_are_parametrized_over_the_matrix(pytester, xdist):
     pytester.makepyfile(my_pruners=STYLES)
     pytester.makepyfile(
-        test_mine='''
+        test_mine="""
         import copy
 
         import torch
@@ -117,10 +129,14 @@ def test_user_tests_are_parametrized_over_the_matrix(pytester, xdist):
         def test_the_shared_model_is_never_touched(pretrained_model, pruned_model):
             assert torch.count_nonzero(pretrained_model.fc1.weight) == pretrained_model.fc1.weight.numel()
             assert torch.count_nonzero(pruned_model.fc1.weight) < pruned_model.fc1.weight.numel()
-        '''
+        """
     )
     result = pytester.runpytest(
-        *FAST, "--prune-pruner=my_pruners.py:zeroes_in_place", "--prune-compression=2,4", "-v", *xdist,
+        *FAST,
+        "--prune-pruner=my_pruners.py:zeroes_in_place",
+        "--prune-compression=2,4",
+        "-v",
+        *xdist,
     )
     result.assert_outcomes(passed=6)  # the user's 3 tests × 2 cells; no bench suite added
     assert "test_prune[" not in result.stdout.str()
@@ -128,7 +144,7 @@ def test_user_tests_are_parametrized_over_the_matrix(pytester, xdist):
 
 def test_a_test_that_mutates_the_shared_model_errors_and_the_model_is_restored(pytester):
     pytester.makepyfile(
-        test_mutate='''
+        test_mutate="""
         import torch
 
 
@@ -139,7 +155,7 @@ def test_a_test_that_mutates_the_shared_model_errors_and_the_model_is_restored(p
 
         def test_b_sees_the_original(pretrained_model):
             assert torch.count_nonzero(pretrained_model.fc1.weight) > 0
-        '''
+        """
     )
     result = pytester.runpytest(*FAST, "--prune-pruner=random", "--prune-compression=2", "-p", "no:randomly")
     result.assert_outcomes(passed=2, errors=1)

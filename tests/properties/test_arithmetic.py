@@ -47,10 +47,20 @@ def conv_configs(draw):
     kernel = draw(st.integers(1, 4))
     dilation = draw(st.integers(1, 2))
     size = draw(st.integers((kernel - 1) * dilation + 1, 12))
-    return dict(
-        in_channels=in_ch, out_channels=out_ch, kernel_size=kernel, groups=groups, dilation=dilation,
-        stride=draw(st.integers(1, 3)), padding=draw(st.integers(0, 2)), bias=draw(st.booleans()),
-    ), size, draw(st.sampled_from([1, 2, 3]))
+    return (
+        dict(
+            in_channels=in_ch,
+            out_channels=out_ch,
+            kernel_size=kernel,
+            groups=groups,
+            dilation=dilation,
+            stride=draw(st.integers(1, 3)),
+            padding=draw(st.integers(0, 2)),
+            bias=draw(st.booleans()),
+        ),
+        size,
+        draw(st.sampled_from([1, 2, 3])),
+    )
 
 
 @settings(max_examples=60, deadline=None)

@@ -34,4 +34,4 @@ def test_batches_repeat_the_same_order_each_pass():
     batches = Batches(torch.arange(10.0)[:, None], torch.arange(10), batch_size=4, seed=3)
     first = [y.tolist() for _, y in batches]
     assert first == [y.tolist() for _, y in batches] and len(batches) == 3
-    assert sorted(sum(first, [])) == list(range(10))
+    assert sorted(y for batch in first for y in batch) == list(range(10))

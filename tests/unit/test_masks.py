@@ -7,7 +7,12 @@ from torch.nn.utils import prune as torch_prune
 
 from pytest_prune import prunable
 from pytest_prune.masks import (
-    MaskEnforcer, MaskError, amount_for, check_compression, derive_masks, prunable_names,
+    MaskEnforcer,
+    MaskError,
+    amount_for,
+    check_compression,
+    derive_masks,
+    prunable_names,
 )
 
 
@@ -68,7 +73,10 @@ def test_in_place_zeroing_is_detected(tiny_mlp):
     ("returned", "message"),
     [
         ({"0.weight": torch.ones(8, 16)}, r"shape \(8, 16\); the parameter has shape \(16, 8\)"),
-        ({"nope.weight": torch.ones(1)}, r"unknown parameter 'nope.weight'; prunable parameters are: 0.weight"),
+        (
+            {"nope.weight": torch.ones(1)},
+            r"unknown parameter 'nope.weight'; prunable parameters are: 0.weight",
+        ),
         ({"0.weight": torch.full((16, 8), float("nan"))}, "NaN"),
         ({"0.weight": torch.full((16, 8), 0.5)}, r"not binary \(values such as \[0.5"),
         ({"0.weight": torch.ones(16, 8, dtype=torch.complex64)}, "dtype torch.complex64"),

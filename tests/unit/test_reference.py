@@ -65,8 +65,10 @@ def test_an_architecture_without_shipped_weights_trains_once_then_loads_from_cac
     first = load_pretrained("digits", user_arch, data, tmp_path)
     second = load_pretrained("digits", user_arch, data, tmp_path)
     assert (first.source, second.source) == ("trained", "cached") and first.sha256 == second.sha256
-    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(),
-                                                 second.model.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True)
+    )
     first.path.write_bytes(b"corrupt")  # a damaged cache entry is retrained, not trusted
     third = load_pretrained("digits", user_arch, data, tmp_path)
     assert third.source == "trained" and third.sha256 == first.sha256
@@ -80,7 +82,9 @@ def test_an_architecture_that_rejects_the_input_shape_is_named(tmp_path):
 
     ARCHITECTURES.register(wants_rgb)
     try:
-        with pytest.raises(WeightsError, match=r"'wants_rgb' does not accept dataset 'digits' inputs of shape \(1, 8, 8\)"):
+        with pytest.raises(
+            WeightsError, match=r"'wants_rgb' does not accept dataset 'digits' inputs of shape \(1, 8, 8\)"
+        ):
             load_pretrained("digits", "wants_rgb", digits(), tmp_path)
     finally:
         ARCHITECTURES._entries.pop("wants_rgb")

@@ -7,7 +7,11 @@ from pytest_prune.settings import SettingsError, build, parse_compressions, spli
 
 def test_defaults_are_the_embedded_benchmark():
     s = build({})
-    assert (s.datasets, s.archs, s.compressions) == (("mnist5k",), ("lenet300_100", "lenet5"), (2, 4, 8, 16, 32))
+    assert (s.datasets, s.archs, s.compressions) == (
+        ("mnist5k",),
+        ("lenet300_100", "lenet5"),
+        (2, 4, 8, 16, 32),
+    )
     assert s.pruners == ("random", "global_magnitude", "layer_magnitude") and not s.pruners_given
 
 

@@ -9,13 +9,23 @@ FINETUNE = {"optimizer": "sgd", "lr": 0.01}
 
 
 def record(top1, dense=0.98):
-    return {"dataset": "mnist5k", "arch": "lenet5", "pruner": "random", "compression": 8.0, "top1": top1,
-            "dense_top1": dense, "finetune": FINETUNE, "weights_sha256": "abc"}
+    return {
+        "dataset": "mnist5k",
+        "arch": "lenet5",
+        "pruner": "random",
+        "compression": 8.0,
+        "top1": top1,
+        "dense_top1": dense,
+        "finetune": FINETUNE,
+        "weights_sha256": "abc",
+    }
 
 
 def expectations(settings, sha="abc"):
-    return {"conditions": conditions(settings, FINETUNE),
-            "cells": {"mnist5k/lenet5/random/8x": {"top1": 0.95, "min_top1": 0.935, "weights_sha256": sha}}}
+    return {
+        "conditions": conditions(settings, FINETUNE),
+        "cells": {"mnist5k/lenet5/random/8x": {"top1": 0.95, "min_top1": 0.935, "weights_sha256": sha}},
+    }
 
 
 def test_a_matching_expectation_sets_the_floor():
