@@ -29,6 +29,7 @@ def flop_counter_macs(model, shape):
     ids=["lenet300_100", "lenet5", "resnet20", "resnet56"],
 )
 def test_published_counts(factory, shape, params, macs):
+    torch.manual_seed(0)  # a random init can hold an exact zero weight (1 seed in ~300), making sparse < dense
     model = factory(shape, 10)
     assert count_params(model)[0] == params
     dense, sparse = macs_summary(count_macs(model, shape))
