@@ -86,6 +86,19 @@ class Pruned:
     masks: dict[str, torch.Tensor]
 
 
+def cached(table: dict, key: Any, make: Callable[[], T]) -> T:
+    """``table[key]``, made once; a failure is cached too and raised again for every later request."""
+    if key not in table:
+        try:
+            table[key] = make()
+        except Exception as exc:
+            table[key] = exc
+    value = table[key]
+    if isinstance(value, Exception):
+        raise value.with_traceback(None)
+    return value
+
+
 class Store:
     """Per-process session cache of datasets, dense models and recent cells."""
 
@@ -94,17 +107,6 @@ class Store:
         self._datasets: dict[str, Any] = {}
         self._dense: dict[tuple[str, str], Any] = {}
         self._cells: OrderedDict[Case, Cell] = OrderedDict()
-
-    def _cached(self, table: dict, key: Any, make: Callable[[], T]) -> T:
-        if key not in table:
-            try:
-                table[key] = make()
-            except Exception as exc:  # cache the failure: the next cell gets the same clear error
-                table[key] = exc
-        value = table[key]
-        if isinstance(value, Exception):
-            raise value.with_traceback(None)
-        return value
 
     def dataset(self, name: str) -> ImageDataset:
         """The dataset on the configured device, loaded once per session."""
@@ -116,7 +118,7 @@ class Store:
             data.validate(name)
             return data.to(self.settings.device)
 
-        return self._cached(self._datasets, name, make)
+        return cached(self._datasets, name, make)
 
     def dense(self, dataset_name: str, arch: str) -> Dense:
         """The shared dense model of (dataset, arch), measured once per session."""
@@ -132,7 +134,7 @@ class Store:
             pristine = {k: v.detach().clone() for k, v in model.state_dict().items()}
             return Dense(pretrained, top1, top5, params, macs, fingerprint(model), pristine)
 
-        return self._cached(self._dense, (dataset_name, arch), make)
+        return cached(self._dense, (dataset_name, arch), make)
 
     def cell(self, case: Case) -> Cell:
         """The cell for ``case``; the last few are kept so tests sharing a cell share its work."""
@@ -171,7 +173,7 @@ class Cell:
 
     def pruned(self) -> Pruned:
         """Prune a private copy of the dense model; masks validated, compression checked."""
-        return self.store._cached(self._stages, "pruned", self._prune)
+        return cached(self._stages, "pruned", self._prune)
 
     def _prune(self) -> Pruned:
         case = self.case
@@ -216,7 +218,7 @@ class Cell:
 
     def finetuned(self) -> nn.Module:
         """Finetune a copy of the pruned model with its masks enforced after every step."""
-        return self.store._cached(self._stages, "finetuned", self._finetune)
+        return cached(self._stages, "finetuned", self._finetune)
 
     def _finetune(self) -> nn.Module:
         pruned = self.pruned()
