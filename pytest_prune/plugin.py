@@ -57,6 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS] = settings
+    if settings.device != "cpu":
+        _check_device(settings.device)
     config.pluginmanager.register(fixtures, "pytest_prune.fixtures")
     if settings.bench or settings.pruners_given or config.getoption("prune_dataset") or config.getoption("prune_arch"):
         _matrix(config)  # explicit names: a typo is a usage error before anything runs
@@ -64,6 +66,23 @@ def pytest_configure(config: pytest.Config) -> None:
         from .results import Collector
 
         config.pluginmanager.register(Collector(settings), "pytest_prune.collector")
+
+
+def _check_device(device: str) -> None:
+    """A device torch cannot use is a usage error, not an error in every cell."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise pytest.UsageError(f"--prune-device: {device!r} is not a torch device ({exc})") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError(
+            f"--prune-device {device}: torch.cuda.is_available() is False (torch {torch.__version__}); "
+            "install a CUDA build of torch or use --prune-device cpu"
+        )
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise pytest.UsageError(f"--prune-device {device}: only {torch.cuda.device_count()} CUDA device(s)")
 
 
 def _matrix(config: pytest.Config) -> list:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch  # imported here, not in a test: pytester drops modules first imported inside a test
 from plugin.conftest import FAST, records
 
 REQUIRED = {
@@ -107,22 +108,37 @@ def test_a_threshold_failure_says_measured_and_required(pytester, xdist):
     assert row["required_top1"] == pytest.approx(0.999) and row["threshold"] == "min_top1"
 
 
-def test_unknown_names_are_usage_errors_listing_the_choices(pytester):
-    result = pytester.runpytest("--prune-bench", "--prune-pruner=globl_magnitude")
+def test_unknown_names_are_usage_errors_listing_the_choices(pytester, xdist):
+    result = pytester.runpytest("--prune-bench", "--prune-pruner=globl_magnitude", *xdist)
     assert result.ret == 4
     result.stderr.fnmatch_lines(
         [
             "*unknown pruner 'globl_magnitude'. Did you mean global_magnitude*? Available pruners: *random*",
         ]
     )
-    result = pytester.runpytest("--prune-bench", "--prune-arch=lenet7")
+    result = pytester.runpytest("--prune-bench", "--prune-arch=lenet7", *xdist)
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*unknown architecture 'lenet7'*Available architectures: lenet300_100, lenet5*"])
+    result = pytester.runpytest("--prune-bench", "--prune-dataset=mnist", *xdist)
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(
+        ["*unknown dataset 'mnist'. Did you mean mnist5k?*Available datasets: digits, mnist5k*"]
+    )  # noqa: E501
 
 
-def test_bad_compressions_are_usage_errors(pytester):
+def test_an_unusable_device_is_a_usage_error(pytester, xdist):
+    result = pytester.runpytest("--prune-bench", "--prune-device=tpu9", *xdist)
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--prune-device: 'tpu9' is not a torch device*"])
+    if not torch.cuda.is_available():
+        result = pytester.runpytest("--prune-bench", "--prune-device=cuda", *xdist)
+        assert result.ret == 4
+        result.stderr.fnmatch_lines(["*--prune-device cuda: torch.cuda.is_available() is False*"])
+
+
+def test_bad_compressions_are_usage_errors(pytester, xdist):
     for value, message in (("0.5", "*'0.5' is below 1*"), ("two", "*'two' is not a number*")):
-        result = pytester.runpytest("--prune-bench", f"--prune-compression={value}")
+        result = pytester.runpytest("--prune-bench", f"--prune-compression={value}", *xdist)
         assert result.ret == 4
         result.stderr.fnmatch_lines([message])
 
@@ -141,8 +157,8 @@ def test_unreachable_compression_errors_only_its_cells(pytester):
     assert [r["outcome"] for r in records(pytester.path / "out.json")] == ["passed", "error"]
 
 
-def test_without_prune_options_the_plugin_stays_out_of_the_way(pytester):
+def test_without_prune_options_the_plugin_stays_out_of_the_way(pytester, xdist):
     pytester.makepyfile("def test_plain(): pass")
-    result = pytester.runpytest()
+    result = pytester.runpytest(*xdist)
     result.assert_outcomes(passed=1)
     assert "pytest-prune" not in result.stdout.str()

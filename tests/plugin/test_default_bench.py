@@ -10,8 +10,8 @@ from pytest_prune.thresholds import load_expectations
 
 
 @pytest.mark.slow
-def test_default_benchmark_passes_its_shipped_expectations(pytester):
-    result = pytester.runpytest("--prune-bench", "--prune-json=results.json", "-p", "no:randomly")
+def test_default_benchmark_passes_its_shipped_expectations(pytester, xdist):
+    result = pytester.runpytest("--prune-bench", "--prune-json=results.json", *xdist)
     result.assert_outcomes(passed=30)
     rows = json.loads((pytester.path / "results.json").read_text())["results"]
     assert {r["threshold"] for r in rows} == {"expectation"}  # every cell judged by its shipped expectation

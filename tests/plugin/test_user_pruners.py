@@ -142,7 +142,7 @@ def test_user_tests_are_parametrized_over_the_matrix(pytester, xdist):
     assert "test_prune[" not in result.stdout.str()
 
 
-def test_a_test_that_mutates_the_shared_model_errors_and_the_model_is_restored(pytester):
+def test_a_test_that_mutates_the_shared_model_errors_and_the_model_is_restored(pytester, xdist):
     pytester.makepyfile(
         test_mutate="""
         import torch
@@ -157,6 +157,8 @@ def test_a_test_that_mutates_the_shared_model_errors_and_the_model_is_restored(p
             assert torch.count_nonzero(pretrained_model.fc1.weight) > 0
         """
     )
-    result = pytester.runpytest(*FAST, "--prune-pruner=random", "--prune-compression=2", "-p", "no:randomly")
+    # --dist loadfile keeps both tests on one worker, so test_b really runs after the mutation
+    dist = ("--dist", "loadfile") if xdist else ()
+    result = pytester.runpytest(*FAST, "--prune-pruner=random", "--prune-compression=2", *xdist, *dist)
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*shared pretrained model digits/lenet300_100 was modified in place*"])
