@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import magnitude, random
+from . import filters, magnitude, random
 
-__all__ = ["magnitude", "random"]
+__all__ = ["filters", "magnitude", "random"]

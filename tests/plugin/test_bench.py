@@ -123,7 +123,7 @@ def test_unknown_names_are_usage_errors_listing_the_choices(pytester, xdist):
     assert result.ret == 4
     result.stderr.fnmatch_lines(
         ["*unknown dataset 'mnist'. Did you mean mnist5k?*Available datasets: digits, mnist5k*"]
-    )  # noqa: E501
+    )
 
 
 def test_an_unusable_device_is_a_usage_error(pytester, xdist):

@@ -1,0 +1,189 @@
+"""Which filters can be removed physically: producer → consumer chains found by tracing the model with torch.fx.
+
+A *chain* is a conv/linear layer (the producer) whose output reaches exactly one conv/linear layer (the
+consumer) through channel-wise operations only: BatchNorm (whose channel goes with the filter), ReLU,
+pooling, dropout, identity, and at most one flatten (after which each channel is a block of consecutive
+features). Removing a producer filter then removes one input channel of the consumer and nothing else.
+A residual addition, a concatenation, padding, slicing or a second user ends the chain: removing a filter
+there would change other tensors, so those filters are not structurally removable (Torch-Pruning's
+dependency groups would couple them; pytest-prune reports them honestly as not compactable instead).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+_PASS_MODULES = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool2d,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Identity,
+)
+_PASS_FUNCTIONS = {
+    F.relu,
+    torch.relu,
+    F.relu6,
+    F.leaky_relu,
+    F.max_pool1d,
+    F.max_pool2d,
+    F.max_pool3d,
+    F.avg_pool1d,
+    F.avg_pool2d,
+    F.avg_pool3d,
+    F.adaptive_avg_pool1d,
+    F.adaptive_avg_pool2d,
+    F.adaptive_max_pool2d,
+    F.dropout,
+}
+_PASS_METHODS = {"relu", "relu_"}
+_FLATTEN_FUNCTIONS = {torch.flatten}
+_FLATTEN_METHODS = {"flatten"}
+# Operations that zero channels keep zero: f(0) = 0 for every pass-through above (BatchNorm only when its
+# channel's gamma and beta are zero too, which is why a chain records its BatchNorm).
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Producer filters that map one-to-one to consumer input channels (× ``block`` features after flatten)."""
+
+    producer: str
+    consumer: str
+    norm: str | None = None
+    block: int = 1
+
+
+class TraceError(RuntimeError):
+    """The model cannot be traced by torch.fx; the message says why."""
+
+
+def _is_layer(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or (
+        isinstance(module, nn.modules.conv._ConvNd)
+        and not isinstance(module, nn.modules.conv._ConvTransposeNd)
+        and module.groups == 1
+    )
+
+
+def trace(model: nn.Module) -> fx.GraphModule:
+    """The model's fx graph; raises TraceError naming the cause (e.g. data-dependent control flow)."""
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as exc:  # fx raises many types for untraceable code
+        raise TraceError(f"torch.fx cannot trace {type(model).__name__}: {type(exc).__name__}: {exc}") from exc
+
+
+def find_chains(model: nn.Module, input_shape: tuple[int, ...]) -> list[Chain]:
+    """Every sound producer → consumer chain of ``model`` for inputs of ``input_shape`` (C, H, W)."""
+    graph = trace(model)
+    modules = dict(model.named_modules())
+    shapes = _output_shapes(model, input_shape)
+    chains = []
+    for node in graph.graph.nodes:
+        if node.op != "call_module" or not _is_layer(modules[node.target]):
+            continue
+        chain = _follow(node, modules, shapes)
+        if chain is not None:
+            chains.append(chain)
+    return chains
+
+
+def _output_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = [
+        module.register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:])))
+        for name, module in model.named_modules()
+        if _is_layer(module)
+    ]
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+            model(torch.zeros((1, *input_shape), device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module, mode in modes.items():
+            module.training = mode
+    return shapes
+
+
+def _follow(start: fx.Node, modules: dict[str, nn.Module], shapes: dict[str, tuple[int, ...]]) -> Chain | None:
+    node, norm, flattened = start, None, False
+    while True:
+        users = list(node.users)
+        if len(users) != 1:
+            return None
+        node = users[0]
+        if node.op == "call_module":
+            module = modules[node.target]
+            if _is_layer(module):
+                return _chain(start.target, node.target, norm, flattened, modules, shapes)
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                if norm is not None or flattened:
+                    return None
+                norm = node.target
+            elif isinstance(module, nn.Flatten):
+                if flattened or module.start_dim != 1:
+                    return None
+                flattened = True
+            elif not isinstance(module, _PASS_MODULES):
+                return None
+        elif node.op == "call_function" and node.target in _PASS_FUNCTIONS:
+            pass
+        elif node.op == "call_function" and node.target in _FLATTEN_FUNCTIONS:
+            if flattened or _flatten_start(node) != 1:
+                return None
+            flattened = True
+        elif node.op == "call_method" and node.target in _PASS_METHODS:
+            pass
+        elif node.op == "call_method" and node.target in _FLATTEN_METHODS:
+            if flattened or _flatten_start(node) != 1:
+                return None
+            flattened = True
+        else:  # add, cat, getitem, pad, view, output, ...: the channel is shared or reshaped
+            return None
+
+
+def _flatten_start(node: fx.Node) -> int:
+    args = [*node.args[1:], node.kwargs.get("start_dim")]
+    return next((a for a in args if isinstance(a, int)), 0)
+
+
+def _chain(
+    producer: str,
+    consumer: str,
+    norm: str | None,
+    flattened: bool,
+    modules: dict[str, nn.Module],
+    shapes: dict[str, tuple[int, ...]],
+) -> Chain | None:
+    channels = shapes[producer][0]
+    target = modules[consumer]
+    inputs = target.in_features if isinstance(target, nn.Linear) else target.in_channels
+    if flattened:
+        if inputs % channels:
+            return None
+        return Chain(producer, consumer, norm, inputs // channels)
+    if isinstance(target, nn.Linear) and len(shapes[producer]) > 1:
+        return None  # a linear layer applied to the last dimension of a feature map: not channels
+    return Chain(producer, consumer, norm, 1) if inputs == channels else None
