@@ -30,6 +30,8 @@ from .masks import (
 )
 from .matrix import Case
 from .metrics import count_macs, count_params, macs_summary
+from .metrics.compaction import Compaction, compact
+from .metrics.latency import Timing, measure, probe_inputs, synchroniser
 from .reference import Pretrained, load_pretrained
 from .registry import DATASETS, PRUNERS
 from .settings import Settings
@@ -106,6 +108,7 @@ class Store:
         self.settings, self.cache_dir = settings, cache_dir
         self._datasets: dict[str, Any] = {}
         self._dense: dict[tuple[str, str], Any] = {}
+        self._dense_latency: dict[tuple[str, str, int], Any] = {}
         self._cells: OrderedDict[Case, Cell] = OrderedDict()
 
     def dataset(self, name: str) -> ImageDataset:
@@ -135,6 +138,17 @@ class Store:
             return Dense(pretrained, top1, top5, params, macs, fingerprint(model), pristine)
 
         return cached(self._dense, (dataset_name, arch), make)
+
+    def dense_latency(self, dataset_name: str, arch: str, batch_size: int) -> Timing:
+        """Latency of the dense model at ``batch_size``, timed once per session."""
+
+        def make() -> Timing:
+            dense, data = self.dense(dataset_name, arch), self.dataset(dataset_name)
+            inputs = probe_inputs(data.input_shape, batch_size, self.settings.device)
+            with torch_threads(self.settings.threads):
+                return measure(dense.model, inputs, self.settings.latency_repeats)
+
+        return cached(self._dense_latency, (dataset_name, arch, batch_size), make)
 
     def cell(self, case: Case) -> Cell:
         """The cell for ``case``; the last few are kept so tests sharing a cell share its work."""
@@ -238,3 +252,41 @@ class Cell:
             self.fields["top1"], self.fields["top5"] = evaluate(model, data.test_x, data.test_y)
         self.fields.update(epochs=settings.epochs, finetune=recipe.to_dict())
         return model
+
+    def speed(self) -> Compaction:
+        """Compact the finetuned model, count its structural MACs and time dense, masked and compacted models."""
+        return cached(self._stages, "speed", self._speed)
+
+    def _speed(self) -> Compaction:
+        model, settings = self.finetuned(), self.store.settings
+        data = self.store.dataset(self.case.dataset)
+        with self._threads:
+            compaction = compact(model, data.test_x[:256])
+            structural, _ = macs_summary(count_macs(compaction.model, data.input_shape))
+        self.fields.update(
+            compacted=compaction.compacted,
+            compacted_params=compaction.params,
+            compaction=compaction.note,
+            structural_macs=structural,
+            structural_speedup=self.fields["dense_macs"] / max(structural, 1),
+        )
+        timings: dict[str, dict[str, float]] = {"dense": {}, "masked": {}, "compacted": {}}
+        for batch in settings.latency_batches:
+            inputs = probe_inputs(data.input_shape, batch, settings.device)
+            timings["dense"][str(batch)] = self.store.dense_latency(self.case.dataset, self.case.arch, batch).median_ms
+            with self._threads:
+                timings["masked"][str(batch)] = measure(model, inputs, settings.latency_repeats).median_ms
+                if compaction.compacted:
+                    timings["compacted"][str(batch)] = measure(
+                        compaction.model, inputs, settings.latency_repeats
+                    ).median_ms
+        pruned = timings["compacted"] or timings["masked"]
+        self.fields.update(
+            dense_latency_ms=timings["dense"],
+            masked_latency_ms=timings["masked"],
+            compacted_latency_ms=timings["compacted"] or None,
+            latency_ms=pruned,
+            measured_speedup={b: timings["dense"][b] / pruned[b] for b in pruned},
+            latency_note=synchroniser(settings.device)[1],
+        )
+        return compaction

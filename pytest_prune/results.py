@@ -42,6 +42,17 @@ RECORD_FIELDS = (
     "dense_macs",
     "macs",
     "theoretical_speedup",
+    "structural_macs",
+    "structural_speedup",
+    "compacted",
+    "compacted_params",
+    "compaction",
+    "latency_ms",
+    "dense_latency_ms",
+    "masked_latency_ms",
+    "compacted_latency_ms",
+    "measured_speedup",
+    "latency_note",
     "epochs",
     "threshold",
     "required_top1",
@@ -77,6 +88,13 @@ class PruneResult:
     dense_macs: int
     macs: float
     theoretical_speedup: float
+    structural_macs: int
+    structural_speedup: float
+    compacted: bool
+    compacted_params: int
+    latency_ms: dict[str, float]
+    dense_latency_ms: dict[str, float]
+    measured_speedup: dict[str, float]
     epochs: int
     weights_sha256: str
 

@@ -66,6 +66,12 @@ OPTIONS = (
         "bit, so serial and -n runs agree only with the same value)",
         metavar="N",
     ),
+    Option(
+        "latency", "batch sizes at which to time inference, e.g. 1,64 (the default); 'off' skips timing", "list", "LIST"
+    ),
+    Option(
+        "latency_repeats", "timed forward passes per model and batch size (default 15, after 3 warm-up)", metavar="N"
+    ),
     Option("json", "write the results JSON to PATH (rewritten after every cell)", metavar="PATH"),
     Option(
         "max_drop",
@@ -94,6 +100,8 @@ class Settings:
     device: str = "cpu"
     threads: int = DEFAULT_THREADS
     json_path: Path | None = None
+    latency_batches: tuple[int, ...] = (1, 64)
+    latency_repeats: int = 15
     max_drop: float | None = None
     min_top1: float | None = None
 
@@ -164,6 +172,10 @@ def build(raw: dict[str, Any]) -> Settings:
     for key, convert, lo in (("epochs", int, 0), ("seed", int, 0), ("threads", int, 1)):
         if raw.get(key) not in (None, ""):
             settings[key] = _number(key, str(raw[key]), convert, lo)
+    if values := split_list(raw.get("latency")):
+        settings["latency_batches"] = () if values == ("off",) else tuple(_number("latency", v, int, 1) for v in values)
+    if raw.get("latency_repeats") not in (None, ""):
+        settings["latency_repeats"] = _number("latency_repeats", str(raw["latency_repeats"]), int, 1)
     if raw.get("max_drop") not in (None, ""):
         settings["max_drop"] = _number("max_drop", str(raw["max_drop"]), float, 0)
     if raw.get("min_top1") not in (None, ""):

@@ -1,4 +1,10 @@
-"""Terminal tables (tabulate), one per (dataset, architecture); every column says what it measures."""
+"""Terminal tables (tabulate): per (dataset, architecture) one accuracy table and one speed table.
+
+Every column says what it measures. Speedups come in three kinds, never mixed: *theoretical* (dense MACs
+over MACs × weight density, ShrinkBench's unstructured view), *structural* (dense MACs over the MACs of
+the network with zero filters physically removed) and *measured* (dense latency over pruned latency, of
+the compacted model where compaction succeeded, else of the masked model).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-HEADERS = (
+ACCURACY_HEADERS = (
     "pruner",
     "target\ncompression",
     "achieved\ncompression",
@@ -17,8 +23,6 @@ HEADERS = (
     "Δ top-1\n(points)",
     "top-1 %\n(pruned only)",
     "top-5 %",
-    "MACs M\n(× density)",
-    "theoretical\nspeedup",
     "outcome",
 )
 
@@ -27,25 +31,61 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{value * 100:.2f}"
 
 
-def _row(r: dict[str, Any]) -> list[Any]:
+def _x(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def _accuracy_row(r: dict[str, Any]) -> list[Any]:
     delta = None if r.get("top1") is None else (r["top1"] - r["dense_top1"]) * 100
     return [
         r["pruner"],
         f"{r['compression']:g}x",
-        "" if r.get("compression_achieved") is None else f"{r['compression_achieved']:.2f}x",
+        _x(r.get("compression_achieved")),
         _pct(r.get("sparsity")),
         _pct(r.get("top1")),
         "" if delta is None else f"{delta:+.2f}",
         _pct(r.get("pruned_top1")),
         _pct(r.get("top5")),
-        "" if r.get("macs") is None else f"{r['macs'] / 1e6:.3f}",
-        "" if r.get("theoretical_speedup") is None else f"{r['theoretical_speedup']:.2f}x",
         r["outcome"],
     ]
 
 
+def _speed_table(rows: list[dict[str, Any]]) -> str:
+    batches = sorted({b for r in rows for b in (r.get("latency_ms") or {})}, key=int)
+    headers = [
+        "pruner",
+        "target\ncompression",
+        "MACs M\n(× density)",
+        "theoretical\nspeedup",
+        "structural\nMACs M",
+        "structural\nspeedup",
+        "compacted\nparams",
+    ]
+    for b in batches:
+        headers += [f"latency ms\nbatch {b}\ndense→pruned", f"measured\nspeedup\nbatch {b}"]
+    table = []
+    for r in rows:
+        dense_ms, pruned_ms = r.get("dense_latency_ms") or {}, r.get("latency_ms") or {}
+        row = [
+            r["pruner"],
+            f"{r['compression']:g}x",
+            "" if r.get("macs") is None else f"{r['macs'] / 1e6:.3f}",
+            _x(r.get("theoretical_speedup")),
+            "" if r.get("structural_macs") is None else f"{r['structural_macs'] / 1e6:.3f}",
+            _x(r.get("structural_speedup")),
+            "" if r.get("compacted") is None else (f"{r['compacted_params']:,}" if r["compacted"] else "masked"),
+        ]
+        for b in batches:
+            if b in pruned_ms:
+                row += [f"{dense_ms[b]:.2f}→{pruned_ms[b]:.2f}", _x((r.get("measured_speedup") or {}).get(b))]
+            else:
+                row += ["", ""]
+        table.append(row)
+    return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
 def summary_tables(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(title, table) per (dataset, architecture), rows sorted by pruner then compression."""
+    """(title, text) per (dataset, architecture): accuracy table, speed table, legends and failures."""
     out = []
     for (dataset, arch), group in groupby(records, key=lambda r: (r["dataset"], r["arch"])):
         rows = sorted(group, key=lambda r: (r["pruner"], r["compression"]))
@@ -58,12 +98,23 @@ def summary_tables(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
                 + (f", {dense['dense_macs'] / 1e6:.3f}M MACs" if dense.get("dense_macs") else "")
                 + ")"
             )
-        table = tabulate([_row(r) for r in rows], headers=HEADERS, tablefmt="simple", disable_numparse=True)
-        failed = [r for r in rows if r["outcome"] in ("failed", "error") and r.get("error")]
-        notes = "".join(f"\n  {r['id']}: {r['outcome']}: {r['error']}" for r in failed)
-        legend = (
-            "\ncompression = total/nonzero parameters; MACs = conv+linear multiply-accumulates per input "
-            "(bias excluded), scaled by each layer's weight density; theoretical speedup = dense MACs / MACs"
+        text = tabulate(
+            [_accuracy_row(r) for r in rows], headers=ACCURACY_HEADERS, tablefmt="simple", disable_numparse=True
         )
-        out.append((title, table + legend + notes))
+        text += (
+            "\ncompression = total/nonzero parameters; top-1 over the whole test split, after finetuning and "
+            "right after pruning\n\n"
+        )
+        if any(r.get("macs") is not None for r in rows):
+            text += _speed_table(rows) + (
+                "\nMACs = conv+linear multiply-accumulates per input (bias excluded). theoretical = dense MACs / "
+                "(MACs × weight density); structural = dense MACs / MACs with zero filters removed; measured = "
+                "dense / pruned latency (median), of the compacted model where 'compacted params' is shown, else "
+                "of the masked model"
+            )
+        notes = sorted({r["latency_note"] for r in rows if r.get("latency_note")})
+        text += "".join(f"\nnote: {note}" for note in notes)
+        failed = [r for r in rows if r["outcome"] in ("failed", "error") and r.get("error")]
+        text += "".join(f"\n  {r['id']}: {r['outcome']}: {r['error']}" for r in failed)
+        out.append((title, text))
     return out
