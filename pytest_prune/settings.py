@@ -67,7 +67,10 @@ OPTIONS = (
         metavar="N",
     ),
     Option(
-        "latency", "batch sizes at which to time inference, e.g. 1,64 (the default); 'off' skips timing", "list", "LIST"
+        "latency",
+        "batch sizes at which to time inference, e.g. 1,64 (the default); 'off' skips timing",
+        "string",
+        "LIST",
     ),
     Option(
         "latency_repeats", "timed forward passes per model and batch size (default 15, after 3 warm-up)", metavar="N"

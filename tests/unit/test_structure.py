@@ -1,0 +1,152 @@
+"""Channel chains, structured pruners and physical compaction on every built-in architecture."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from pytest_prune.architectures import lenet5, lenet300_100, resnet20
+from pytest_prune.data.base import Batches
+from pytest_prune.masks import amount_for, derive_masks, prunable
+from pytest_prune.metrics import count_macs, count_params, macs_summary
+from pytest_prune.metrics.compaction import compact
+from pytest_prune.metrics.structure import Chain, TraceError, find_chains
+from pytest_prune.pruners.filters import l1_filter, random_filter
+from pytest_prune.pruners.magnitude import global_magnitude
+
+ARCHS = {"lenet300_100": lenet300_100, "lenet5": lenet5, "resnet20": resnet20}
+SHAPE = (1, 28, 28)
+
+
+def trained_like(arch):
+    """A built-in model with nonzero BatchNorm statistics and biases, as after training."""
+    torch.manual_seed(0)
+    model = ARCHS[arch](SHAPE, 10)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.bias.uniform_(-0.5, 0.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def prune(model, pruner, compression):
+    total = sum(p.numel() for p in model.parameters())
+    amount = amount_for(total, sum(getattr(m, a).numel() for m, a in prunable(model)), compression)
+    data = Batches(torch.randn(64, *SHAPE), torch.randint(0, 10, (64,)), 32, 0)
+    state = {n: p.detach().clone() for n, p in model.named_parameters()}
+    derive_masks(model, pruner(model, amount, data), state)
+    return model
+
+
+def test_chains_follow_channel_wise_ops_and_stop_at_residual_additions():
+    assert find_chains(lenet5(SHAPE, 10), SHAPE) == [
+        Chain("conv1", "conv2"),
+        Chain("conv2", "fc1", block=16),
+        Chain("fc1", "fc2"),
+    ]
+    chains = find_chains(resnet20(SHAPE, 10), SHAPE)
+    assert [c.producer for c in chains] == [f"layers.{i}.conv1" for i in range(9)]
+    assert all(c.norm == c.producer.replace("conv1", "bn1") for c in chains)
+
+
+def test_an_untraceable_model_is_named():
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(x) if x.sum() > 0 else -self.fc(x)
+
+    with pytest.raises(TraceError, match="torch.fx cannot trace DataDependent"):
+        find_chains(DataDependent(), (4,))
+    assert "not compactable: torch.fx cannot trace" in compact(DataDependent(), torch.randn(2, 4)).note
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("pruner", [l1_filter, random_filter], ids=["l1_filter", "random_filter"])
+@pytest.mark.parametrize("compression", [2.0, 4.0, 16.0])
+def test_structured_pruners_reach_the_target_and_compact_exactly(arch, pruner, compression):
+    model = prune(trained_like(arch), pruner, compression)
+    total, nonzero = count_params(model)
+    assert abs(total / nonzero / compression - 1) <= 0.05
+    inputs = torch.randn(16, *SHAPE)
+    result = compact(model, inputs)
+    assert result.compacted, result.note
+    assert result.params == nonzero  # every zero left was a removed filter, its BN channel or the next inputs
+    with torch.no_grad():
+        assert (model(inputs) - result.model(inputs)).abs().max() <= 1e-5
+    dense, _ = macs_summary(count_macs(model, SHAPE))
+    structural, _ = macs_summary(count_macs(result.model, SHAPE))
+    assert structural < dense
+
+
+def test_l1_filter_removes_the_filters_of_smallest_l1_norm():
+    model = trained_like("lenet5")
+    norms = model.conv1.weight.detach().abs().flatten(1).sum(1)
+    prune(model, l1_filter, 4.0)
+    removed = (model.conv1.weight.detach().flatten(1) == 0).all(1)
+    assert removed.any() and norms[removed].max() <= norms[~removed].min()
+
+
+def test_unstructured_sparsity_is_reported_as_not_compactable():
+    model = prune(trained_like("lenet300_100"), global_magnitude, 8.0)
+    result = compact(model, torch.randn(4, *SHAPE))
+    assert not result.compacted and result.model is model
+    assert "no whole filter is zero" in result.note
+
+
+def test_a_zero_filter_whose_batchnorm_still_adds_beta_is_kept():
+    model = trained_like("resnet20")
+    with torch.no_grad():
+        model.layers[0].conv1.weight[3] = 0  # beta of bn1 channel 3 is nonzero: the channel is constant, not zero
+    assert not compact(model, torch.randn(2, *SHAPE)).compacted
+
+
+@st.composite
+def conv_stacks(draw):
+    widths = draw(st.lists(st.integers(2, 6), min_size=2, max_size=4))
+    batchnorm = draw(st.booleans())
+    layers, channels = [], 2
+    for width in widths:
+        layers += [nn.Conv2d(channels, width, draw(st.sampled_from([1, 3])), padding=1, bias=not batchnorm)]
+        layers += [nn.BatchNorm2d(width)] if batchnorm else []
+        layers += [nn.ReLU()]
+        channels = width
+    layers += [nn.Flatten(), nn.LazyLinear(3)]
+    return nn.Sequential(*layers), draw(st.integers(0, 2**16)), draw(st.floats(1.3, 3.0))
+
+
+@settings(max_examples=25, deadline=None)
+@given(conv_stacks())
+def test_compaction_matches_the_masked_network_on_random_conv_stacks(case):
+    model, seed, compression = case
+    torch.manual_seed(seed)
+    model(torch.zeros(1, 2, 6, 6))  # materialise the lazy classifier
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            nn.init.uniform_(module.bias, -1, 1)
+    total = sum(p.numel() for p in model.parameters())
+    prunable_count = sum(getattr(m, a).numel() for m, a in prunable(model))
+    try:
+        amount = amount_for(total, prunable_count, compression)
+    except ValueError:
+        return
+    data = Batches(torch.randn(8, 2, 6, 6), torch.randint(0, 3, (8,)), 4, 0)
+    state = {n: p.detach().clone() for n, p in model.named_parameters()}
+    derive_masks(model, random_filter(model, amount, data), state)
+    inputs = torch.randn(5, 2, 6, 6)
+    result = compact(model, inputs)
+    with torch.no_grad():
+        assert (model(inputs) - result.model(inputs)).abs().max() <= 1e-5
+    if result.compacted:
+        assert result.params == count_params(model)[1] + sum(  # zeros the pruner did not make stay counted
+            int((p == 0).sum()) for p in result.model.parameters()
+        )
