@@ -29,7 +29,7 @@ from .masks import (
     prunable,
 )
 from .matrix import Case
-from .metrics import count_macs, count_params, macs_summary
+from .metrics import count_macs, count_params, macs_summary, uncounted_modules
 from .metrics.compaction import Compaction, compact
 from .metrics.latency import Timing, measure, probe_inputs, synchroniser
 from .reference import Pretrained, load_pretrained
@@ -182,6 +182,7 @@ class Cell:
             dense_macs=dense.macs,
             weights_sha256=dense.pretrained.sha256,
             weights=dense.pretrained.source,
+            macs_uncounted=uncounted_modules(dense.model),
         )
         return dense
 

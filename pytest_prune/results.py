@@ -42,6 +42,7 @@ RECORD_FIELDS = (
     "dense_macs",
     "macs",
     "theoretical_speedup",
+    "macs_uncounted",
     "structural_macs",
     "structural_speedup",
     "compacted",

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .counting import LayerCount, count_macs, count_params, macs_summary
+from .counting import FUNCTIONAL, LayerCount, count_macs, count_params, macs_summary, uncounted_modules
 
-__all__ = ["LayerCount", "count_macs", "count_params", "macs_summary"]
+__all__ = ["FUNCTIONAL", "LayerCount", "count_macs", "count_params", "macs_summary", "uncounted_modules"]

@@ -6,6 +6,12 @@ conv = output elements × (in_channels / groups) × kernel volume, which is exac
 dilation and groups; linear = output elements × in_features. BatchNorm, activations, pooling and residual
 additions are not counted. ``torch.utils.flop_counter.FlopCounterMode`` counts the same operations at 2
 FLOPs per MAC; the test suite cross-checks the two.
+
+Matrix products that no conv/linear module performs (``torch.matmul`` in a forward, attention) are
+counted through FlopCounterMode, which sees every aten matmul/convolution: whatever it counts beyond the
+hooked layers becomes one extra entry, ``FUNCTIONAL``, at full density. Leaf modules with parameters that
+are neither conv/linear nor a normalisation or elementwise layer (an LSTM, say) may hide work that neither
+counter knows; ``uncounted_modules`` names them so a report never shows a silent zero.
 """
 
 from __future__ import annotations
@@ -15,6 +21,18 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+FUNCTIONAL = "(matmul outside conv/linear modules)"
+_KNOWN_WITHOUT_MACS = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    nn.Embedding,
+    nn.EmbeddingBag,
+    nn.PReLU,
+)
 
 
 @dataclass(frozen=True)
@@ -73,15 +91,31 @@ def count_macs(
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear | nn.modules.conv._ConvNd):
             handles.append(module.register_forward_hook(hook(name)))
+    counter = FlopCounterMode(display=False)
     try:
         model.eval()
-        model(torch.zeros((1, *input_shape), device=device))
+        with counter:
+            model(torch.zeros((1, *input_shape), device=device))
     finally:
         for handle in handles:
             handle.remove()
         for module, mode in modes.items():
             module.training = mode
+    functional = counter.get_total_flops() // 2 - sum(c.macs for c in counts)
+    if functional > 0:
+        counts.append(LayerCount(FUNCTIONAL, functional, 1.0))
     return counts
+
+
+def uncounted_modules(model: nn.Module) -> list[str]:
+    """Leaf modules with parameters whose work the MAC counters may not know (never reported as zero silently)."""
+    return [
+        name
+        for name, module in model.named_modules()
+        if not list(module.children())
+        and any(True for _ in module.parameters(recurse=False))
+        and not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd, *_KNOWN_WITHOUT_MACS))
+    ]
 
 
 def macs_summary(counts: Sequence[LayerCount]) -> tuple[int, float]:

@@ -113,6 +113,9 @@ def summary_tables(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
                 "of the masked model"
             )
         notes = sorted({r["latency_note"] for r in rows if r.get("latency_note")})
+        uncounted = sorted({name for r in rows for name in r.get("macs_uncounted") or ()})
+        if uncounted:
+            notes.append(f"MACs of these modules are not counted (no formula for their type): {', '.join(uncounted)}")
         text += "".join(f"\nnote: {note}" for note in notes)
         failed = [r for r in rows if r["outcome"] in ("failed", "error") and r.get("error")]
         text += "".join(f"\n  {r['id']}: {r['outcome']}: {r['error']}" for r in failed)

@@ -57,3 +57,27 @@ def test_counting_changes_no_state():
 def test_transposed_convolution_is_counted_like_flop_counter():
     model = nn.Sequential(nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2))
     assert macs_summary(count_macs(model, (4, 5, 5)))[0] == flop_counter_macs(model, (4, 5, 5))
+
+
+class AttentionWithLSTM(nn.Module):
+    """Functional matmuls (counted through FlopCounterMode) and an LSTM (no MAC formula: named)."""
+
+    def __init__(self):
+        super().__init__()
+        self.q = nn.Linear(8, 8)
+        self.rnn = nn.LSTM(8, 8, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        q = self.q(x)
+        x = torch.matmul(torch.matmul(q, q.transpose(1, 2)).softmax(-1), x)
+        return self.fc(self.rnn(x)[0].mean(1))
+
+
+def test_matmuls_outside_modules_are_counted_and_unknown_layers_named():
+    from pytest_prune.metrics import FUNCTIONAL, uncounted_modules
+
+    counts = {c.name: c.macs for c in count_macs(AttentionWithLSTM(), (5, 8))}
+    assert counts == {"q": 5 * 8 * 8, "fc": 8 * 3, FUNCTIONAL: 2 * 5 * 5 * 8}
+    assert uncounted_modules(AttentionWithLSTM()) == ["rnn"]
+    assert uncounted_modules(resnet20((3, 32, 32), 10)) == []
