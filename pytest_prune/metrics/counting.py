@@ -16,7 +16,8 @@ counter knows; ``uncounted_modules`` names them so a report never shows a silent
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -70,37 +71,47 @@ def _layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def count_macs(
-    model: nn.Module, input_shape: Sequence[int], device: str | torch.device | None = None
-) -> list[LayerCount]:
-    """Per-layer MACs for one input of ``input_shape`` (C, H, W), from a forward pass that changes no state."""
-    if device is None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    counts: list[LayerCount] = []
+def probe_forward(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    select: Callable[[nn.Module], bool],
+    record: Callable[[str, nn.Module, tuple, torch.Tensor], None],
+    around: contextlib.AbstractContextManager | None = None,
+) -> None:
+    """One forward pass of a zero input in eval mode; ``record`` sees each selected module's inputs and output.
+
+    Every module's train/eval mode is restored afterwards and no_grad keeps parameters untouched, so
+    counting changes no state (ShrinkBench ran its metric passes in train mode and moved BatchNorm).
+    """
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     modes = {module: module.training for module in model.modules()}
-    handles = []
-
-    def hook(name: str):
-        def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            weight = module.weight.detach()
-            density = float(torch.count_nonzero(weight)) / weight.numel()
-            counts.append(LayerCount(name, _layer_macs(module, inputs, output), density))
-
-        return record
-
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear | nn.modules.conv._ConvNd):
-            handles.append(module.register_forward_hook(hook(name)))
-    counter = FlopCounterMode(display=False)
+    handles = [
+        module.register_forward_hook(lambda m, i, o, name=name: record(name, m, i, o))
+        for name, module in model.named_modules()
+        if select(module)
+    ]
     try:
         model.eval()
-        with counter:
+        with around or contextlib.nullcontext():
             model(torch.zeros((1, *input_shape), device=device))
     finally:
         for handle in handles:
             handle.remove()
         for module, mode in modes.items():
             module.training = mode
+
+
+def count_macs(model: nn.Module, input_shape: Sequence[int]) -> list[LayerCount]:
+    """Per-layer MACs for one input of ``input_shape`` (C, H, W), from a forward pass that changes no state."""
+    counts: list[LayerCount] = []
+
+    def record(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        weight = module.weight.detach()
+        density = float(torch.count_nonzero(weight)) / weight.numel()
+        counts.append(LayerCount(name, _layer_macs(module, inputs, output), density))
+
+    counter = FlopCounterMode(display=False)
+    probe_forward(model, input_shape, lambda m: isinstance(m, nn.Linear | nn.modules.conv._ConvNd), record, counter)
     functional = counter.get_total_flops() // 2 - sum(c.macs for c in counts)
     if functional > 0:
         counts.append(LayerCount(FUNCTIONAL, functional, 1.0))

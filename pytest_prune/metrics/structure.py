@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .counting import probe_forward
+
 _PASS_MODULES = (
     nn.BatchNorm1d,
     nn.BatchNorm2d,
@@ -108,23 +110,28 @@ def find_chains(model: nn.Module, input_shape: tuple[int, ...]) -> list[Chain]:
 
 def _output_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [
-        module.register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:])))
-        for name, module in model.named_modules()
-        if _is_layer(module)
-    ]
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            device = next((p.device for p in model.parameters()), torch.device("cpu"))
-            model(torch.zeros((1, *input_shape), device=device))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for module, mode in modes.items():
-            module.training = mode
+    probe_forward(model, input_shape, _is_layer, lambda name, m, i, o: shapes.__setitem__(name, tuple(o.shape[1:])))
     return shapes
+
+
+def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
+    """What a graph node does to channels: layer, norm, flatten, pass (channel-wise) or other."""
+    if node.op == "call_module":
+        module = modules[node.target]
+        if _is_layer(module):
+            return "layer"
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            return "norm"
+        if isinstance(module, nn.Flatten):
+            return "flatten" if module.start_dim == 1 else "other"
+        return "pass" if isinstance(module, _PASS_MODULES) else "other"
+    functions = node.op == "call_function"
+    methods = node.op == "call_method"
+    if (functions and node.target in _FLATTEN_FUNCTIONS) or (methods and node.target in _FLATTEN_METHODS):
+        return "flatten" if _flatten_start(node) == 1 else "other"
+    if (functions and node.target in _PASS_FUNCTIONS) or (methods and node.target in _PASS_METHODS):
+        return "pass"
+    return "other"  # add, cat, getitem, pad, view, output, ...: the channel is shared or reshaped
 
 
 def _follow(start: fx.Node, modules: dict[str, nn.Module], shapes: dict[str, tuple[int, ...]]) -> Chain | None:
@@ -134,34 +141,14 @@ def _follow(start: fx.Node, modules: dict[str, nn.Module], shapes: dict[str, tup
         if len(users) != 1:
             return None
         node = users[0]
-        if node.op == "call_module":
-            module = modules[node.target]
-            if _is_layer(module):
-                return _chain(start.target, node.target, norm, flattened, modules, shapes)
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                if norm is not None or flattened:
-                    return None
-                norm = node.target
-            elif isinstance(module, nn.Flatten):
-                if flattened or module.start_dim != 1:
-                    return None
-                flattened = True
-            elif not isinstance(module, _PASS_MODULES):
-                return None
-        elif node.op == "call_function" and node.target in _PASS_FUNCTIONS:
-            pass
-        elif node.op == "call_function" and node.target in _FLATTEN_FUNCTIONS:
-            if flattened or _flatten_start(node) != 1:
-                return None
-            flattened = True
-        elif node.op == "call_method" and node.target in _PASS_METHODS:
-            pass
-        elif node.op == "call_method" and node.target in _FLATTEN_METHODS:
-            if flattened or _flatten_start(node) != 1:
-                return None
-            flattened = True
-        else:  # add, cat, getitem, pad, view, output, ...: the channel is shared or reshaped
+        kind = _kind(node, modules)
+        if kind == "layer":
+            return _chain(start.target, node.target, norm, flattened, modules, shapes)
+        if kind == "other" or (kind == "flatten" and flattened) or (kind == "norm" and (norm or flattened)):
             return None
+        if kind == "norm":
+            norm = node.target
+        flattened = flattened or kind == "flatten"
 
 
 def _flatten_start(node: fx.Node) -> int:
