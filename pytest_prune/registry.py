@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,8 +194,47 @@ architecture = _decorator(ARCHITECTURES)
 dataset = _decorator(DATASETS)
 
 
+ENTRY_POINT_GROUP = "pytest_prune.pruners"
+
+
+class EntryPointWarning(UserWarning):
+    """A third-party pruner package failed to load; the rest of the session goes on without it."""
+
+
+def load_entry_points(group: str = ENTRY_POINT_GROUP) -> list[str]:
+    """Load pruners other packages declare under ``group``; returns the names registered.
+
+    An entry point names a module (importing it runs its ``@pruner`` decorators) or a function (registered
+    under the entry point's name unless a decorator already registered it). One that fails to import is a
+    warning naming the distribution, never a crash of the whole session.
+    """
+    from importlib.metadata import entry_points
+
+    names = []
+    for point in entry_points(group=group):
+        try:
+            target = point.load()
+        except Exception as exc:
+            distribution = point.dist.name if point.dist is not None else "an unknown distribution"
+            warnings.warn(
+                f"pytest-prune: entry point {point.name!r} ({point.value}) of distribution {distribution!r} failed "
+                f"to import, its pruners are not available: {type(exc).__name__}: {exc}",
+                EntryPointWarning,
+                stacklevel=2,
+            )
+            continue
+        if callable(target) and not isinstance(target, type):
+            name = PRUNERS.name_of(target)
+            if name is None:
+                PRUNERS.register(target, point.name)
+                name = point.name
+            names.append(name)
+    return names
+
+
 def load_builtins() -> None:
-    """Import the built-in pruners, architectures and datasets (imports torch)."""
+    """Import the built-in pruners, architectures and datasets (imports torch), then third-party pruners."""
     importlib.import_module("pytest_prune.pruners")
     importlib.import_module("pytest_prune.architectures")
     importlib.import_module("pytest_prune.data.embedded")
+    load_entry_points()

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import filters, magnitude, random
+from . import activation, filters, gradient, magnitude, random
 
-__all__ = ["filters", "magnitude", "random"]
+__all__ = ["activation", "filters", "gradient", "magnitude", "random"]

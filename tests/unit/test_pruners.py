@@ -5,23 +5,44 @@ import copy
 import pytest
 import torch
 
+from pytest_prune.data.base import Batches
 from pytest_prune.masks import count_to_remove, derive_masks, prunable_names
+from pytest_prune.pruners.activation import global_activation, layer_activation
+from pytest_prune.pruners.gradient import global_gradient, layer_gradient, snip
 from pytest_prune.pruners.magnitude import global_magnitude, layer_magnitude
 from pytest_prune.pruners.random import random_pruner
 
-PRUNERS = [global_magnitude, layer_magnitude, random_pruner]
+PRUNERS = [
+    global_magnitude,
+    layer_magnitude,
+    random_pruner,
+    global_gradient,
+    layer_gradient,
+    snip,
+    global_activation,
+    layer_activation,
+]
+LAYERWISE = {layer_magnitude, layer_gradient, layer_activation}
+
+
+def batches(shape, classes=5, n=24):
+    generator = torch.Generator().manual_seed(0)
+    return Batches(
+        torch.randn(n, *shape, generator=generator), torch.randint(0, classes, (n,), generator=generator), 8, 0
+    )
 
 
 @pytest.mark.parametrize("fn", PRUNERS)
 @pytest.mark.parametrize("amount", [0.0, 0.3, 0.9])
 def test_removes_the_requested_amount_and_leaves_the_model_alone(tiny_cnn, fn, amount):
     before = copy.deepcopy(tiny_cnn.state_dict())
-    masks = fn(tiny_cnn, amount, [])
-    assert all(torch.equal(v, tiny_cnn.state_dict()[k]) for k, v in before.items())
+    masks = fn(tiny_cnn, amount, batches((3, 8, 8)))
+    assert all(torch.equal(v, tiny_cnn.state_dict()[k]) for k, v in before.items())  # BN statistics too
+    assert all(p.grad is None for p in tiny_cnn.parameters())
     assert list(masks) == prunable_names(tiny_cnn)
     total = sum(m.numel() for m in masks.values())
     removed = sum(int((~m).sum()) for m in masks.values())
-    if fn is layer_magnitude:
+    if fn in LAYERWISE:
         assert removed == sum(count_to_remove(amount, m.numel()) for m in masks.values())
     else:
         assert removed == count_to_remove(amount, total)
@@ -51,3 +72,22 @@ def test_masks_from_builtins_pass_validation(tiny_cnn):
     state = {n: p.detach().clone() for n, p in tiny_cnn.named_parameters()}
     derive_masks(tiny_cnn, global_magnitude(tiny_cnn, 0.7, []), state)
     assert int((tiny_cnn[0].weight == 0).sum()) > 0
+
+
+def test_gradient_scores_match_an_independent_backward_pass(tiny_mlp):
+    data = batches((8,), classes=3)
+    inputs, targets = next(iter(data))
+    tiny_mlp.zero_grad()
+    torch.nn.functional.cross_entropy(tiny_mlp(inputs), targets, reduction="sum").backward()
+    scores = torch.cat([(tiny_mlp[i].weight * tiny_mlp[i].weight.grad).abs().flatten() for i in (0, 2)])
+    tiny_mlp.zero_grad(set_to_none=True)
+    masks = global_gradient(tiny_mlp, 0.4, data)
+    kept = torch.cat([masks["0.weight"].flatten(), masks["2.weight"].flatten()])
+    assert scores[~kept].max() <= scores[kept].min()
+
+
+def test_activation_pruning_removes_weights_reading_a_dead_input_first(tiny_mlp):
+    inputs = torch.randn(24, 8)
+    inputs[:, 3] = 0  # feature 3 is never active
+    masks = layer_activation(tiny_mlp, 1 / 8, Batches(inputs, torch.randint(0, 3, (24,)), 8, 0))
+    assert not masks["0.weight"][:, 3].any() and masks["0.weight"][:, :3].all()

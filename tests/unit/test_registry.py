@@ -70,3 +70,39 @@ def test_a_spec_that_does_not_import_breaks_only_its_own_name(registry, tmp_path
     assert registry.resolve(f"{tmp_path / 'missing.py'}:fn") == ["fn"]
     with pytest.raises(SpecError, match="FileNotFoundError: no such file"):
         registry.get("fn")
+
+
+class FakeDistribution:
+    name = "pytest-prune-thirdparty"
+
+
+class FakeEntryPoint:
+    def __init__(self, name, value, target=None, error=None):
+        self.name, self.value, self.dist = name, value, FakeDistribution()
+        self._target, self._error = target, error
+
+    def load(self):
+        if self._error is not None:
+            raise self._error
+        return self._target
+
+
+def test_entry_points_register_pruners_and_a_broken_one_only_warns(monkeypatch):
+    import importlib.metadata
+
+    from pytest_prune import registry
+
+    def vendor_pruner(model, amount, data):
+        return None
+
+    points = [
+        FakeEntryPoint("vendor", "vendor_pkg:vendor_pruner", target=vendor_pruner),
+        FakeEntryPoint("broken", "broken_pkg", error=ImportError("No module named 'cuda_only_dep'")),
+    ]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "g" else [])
+    with pytest.warns(registry.EntryPointWarning, match="'broken' .* of distribution 'pytest-prune-thirdparty' failed"):
+        names = registry.load_entry_points("g")
+    try:
+        assert names == ["vendor"] and registry.PRUNERS.get("vendor") is vendor_pruner
+    finally:
+        registry.PRUNERS._entries.pop("vendor", None)
