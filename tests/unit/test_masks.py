@@ -117,3 +117,24 @@ def test_enforcer_keeps_pruned_weights_zero_through_momentum_and_weight_decay(ti
         for name, mask in masks.items():
             assert (dict(tiny_mlp.named_parameters())[name][~mask] == 0).all()
     assert (tiny_mlp[0].weight[masks["0.weight"]] != 0).any()
+
+
+class KeepEveryOther(torch_prune.BasePruningMethod):
+    """A custom torch pruning method: removes every second weight."""
+
+    PRUNING_TYPE = "unstructured"
+
+    def compute_mask(self, t, default_mask):
+        mask = default_mask.clone()
+        mask.view(-1)[::2] = 0
+        return mask
+
+
+def test_ln_structured_and_custom_pruning_methods_work_unchanged(tiny_cnn):
+    state = dense_state(tiny_cnn)
+    torch_prune.ln_structured(tiny_cnn[0], "weight", amount=0.25, n=2, dim=0)
+    KeepEveryOther.apply(tiny_cnn[3], "weight")
+    masks = derive_masks(tiny_cnn, None, state)
+    assert set(masks) == {"0.weight", "3.weight"}
+    assert int((tiny_cnn[0].weight.flatten(1) == 0).all(1).sum()) == 2  # 2 of 8 filters removed whole
+    assert (tiny_cnn[3].weight.view(-1)[::2] == 0).all() and not hasattr(tiny_cnn[3], "weight_orig")
