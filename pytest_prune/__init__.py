@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .data.base import ImageDataset
+from .errors import NotApplicable
 from .registry import architecture, dataset, pruner
 
 if TYPE_CHECKING:
     from torch import nn
 
 __version__ = "0.1.0"
-__all__ = ["ImageDataset", "__version__", "architecture", "dataset", "prunable", "pruner"]
+__all__ = ["ImageDataset", "NotApplicable", "__version__", "architecture", "dataset", "prunable", "pruner"]
 
 
 def prunable(model: nn.Module) -> list[tuple[Any, str]]:

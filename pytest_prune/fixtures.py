@@ -57,6 +57,12 @@ def prune_case(request: pytest.FixtureRequest) -> Case:
 
 
 @pytest.fixture
+def prune_conformance_pruner(request: pytest.FixtureRequest) -> str:
+    """A pruner name, parametrized by pytest-prune over --prune-pruner for the conformance suite."""
+    return request.param
+
+
+@pytest.fixture
 def _prune_record(prune_case: Case, request: pytest.FixtureRequest) -> dict[str, Any]:
     return next(value for key, value in request.node.user_properties if key == PROPERTY)
 

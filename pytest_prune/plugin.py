@@ -60,7 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.device != "cpu":
         _check_device(settings.device)
     config.pluginmanager.register(fixtures, "pytest_prune.fixtures")
-    if settings.bench or settings.pruners_given or config.getoption("prune_dataset") or config.getoption("prune_arch"):
+    explicit = settings.bench or settings.conformance or settings.pruners_given
+    if explicit or config.getoption("prune_dataset") or config.getoption("prune_arch"):
         _matrix(config)  # explicit names: a typo is a usage error before anything runs
     if not hasattr(config, "workerinput"):  # the controller (or a plain run) gathers records
         from .results import Collector
@@ -97,6 +98,9 @@ def _matrix(config: pytest.Config) -> list:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "prune_conformance_pruner" in metafunc.fixturenames:
+        pruners = list(dict.fromkeys(case.pruner for case in _matrix(metafunc.config)))
+        metafunc.parametrize("prune_conformance_pruner", pruners, ids=pruners, indirect=True)
     if not PUBLIC_FIXTURES.intersection(metafunc.fixturenames):
         return
     params = [
@@ -112,11 +116,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("prune_case", params, indirect=True)
 
 
-class _BenchModule(pytest.Module):
-    """The packaged suite, imported by its package name (never by inserting its folder in sys.path)."""
+class _PackagedModule(pytest.Module):
+    """A packaged suite, imported by its package name (never by inserting its folder in sys.path)."""
 
     def _getobj(self) -> Any:
-        return importlib.import_module("pytest_prune.bench")
+        return importlib.import_module(self.module_name)
+
+    @classmethod
+    def collect_suite(cls, session: pytest.Session, module_name: str, nodeid: str) -> list:
+        path = Path(importlib.import_module(module_name).__file__ or "")
+        module = cls.from_parent(session, path=path, nodeid=nodeid)
+        module.module_name = module_name
+        return list(session.genitems(module))
 
 
 def _uses_fixtures(item: pytest.Item) -> bool:
@@ -126,8 +137,7 @@ def _uses_fixtures(item: pytest.Item) -> bool:
 @pytest.hookimpl(tryfirst=True)  # before -k/-m deselection, so they select bench cells too
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     settings = config.stash[SETTINGS]
-    if not (settings.bench or (settings.pruners_given and not any(map(_uses_fixtures, items)))):
-        return
-    path = Path(importlib.import_module("pytest_prune.bench").__file__ or "")
-    module = _BenchModule.from_parent(session, path=path, nodeid=BENCH_NODEID)
-    items.extend(session.genitems(module))
+    if settings.conformance:
+        items.extend(_PackagedModule.collect_suite(session, "pytest_prune.conformance", "pytest-prune-conformance"))
+    if settings.bench or (settings.pruners_given and not settings.conformance and not any(map(_uses_fixtures, items))):
+        items.extend(_PackagedModule.collect_suite(session, "pytest_prune.bench", BENCH_NODEID))

@@ -43,6 +43,11 @@ class Option:
 OPTIONS = (
     Option("bench", "collect the built-in benchmark suite (the embedded default matrix)", "bool"),
     Option(
+        "conformance",
+        "check the pruners (--prune-pruner) against hypothesis conformance properties instead of benchmarking them",
+        "bool",
+    ),
+    Option(
         "pruner",
         "pruner SPEC[,SPEC...]: name, glob, module:function or path.py:function "
         "(repeatable; default: the built-in baselines)",
@@ -93,6 +98,7 @@ class Settings:
     """Everything the harness reads from options; built once in ``pytest_configure``."""
 
     bench: bool = False
+    conformance: bool = False
     pruners: tuple[str, ...] = DEFAULT_PRUNERS
     pruners_given: bool = False
     datasets: tuple[str, ...] = DEFAULT_DATASETS
@@ -164,7 +170,7 @@ def _number(name: str, text: str, convert: Callable[[str], Any], lo: float | Non
 def build(raw: dict[str, Any]) -> Settings:
     """Build Settings from raw option values (``None`` = not given); raises SettingsError."""
     pruners = split_list(raw.get("pruner"))
-    settings: dict[str, Any] = {"bench": bool(raw.get("bench"))}
+    settings: dict[str, Any] = {"bench": bool(raw.get("bench")), "conformance": bool(raw.get("conformance"))}
     if pruners:
         settings["pruners"], settings["pruners_given"] = pruners, True
     for key, attr in (("dataset", "datasets"), ("arch", "archs")):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from ..errors import NotApplicable
 from ..masks import count_to_remove, prunable_names
 from ..metrics.structure import Chain, find_chains
 from ..registry import pruner
@@ -62,7 +63,7 @@ def structured_masks(
     """Filter masks whose zeroed parameters match ``amount`` of the prunable weights as closely as filters allow."""
     chains = find_chains(model, _input_shape(data))
     if not chains and amount > 0:
-        raise ValueError(
+        raise NotApplicable(
             f"{type(model).__name__} has no filters that can be removed soundly (no conv/linear "
             "layer feeds exactly one other through channel-wise operations)"
         )
@@ -77,6 +78,12 @@ def structured_masks(
     def uniform(fraction: float) -> dict[str, int]:
         return {p: min(limit[p], round(fraction * (limit[p] + 1))) for p in limit}
 
+    reachable = zeros(limit)
+    if reachable < target - 0.05 * target:
+        raise NotApplicable(
+            f"{type(model).__name__}: whole filters hold at most {reachable:,} removable parameters, "
+            f"{target:,} were asked for (amount {amount:.3f}); the other weights sit in residual or grouped layers"
+        )
     low, high = 0.0, 1.0
     for _ in range(30):  # the largest uniform fraction that stays at or below the target
         middle = (low + high) / 2

@@ -1,0 +1,12 @@
+"""Exceptions pruner authors may raise (torch-free, importable from ``pytest_prune``)."""
+
+from __future__ import annotations
+
+
+class NotApplicable(ValueError):
+    """Raised by a pruner that cannot work on this architecture (e.g. a filter pruner with no removable filter).
+
+    In a benchmark cell it is an error naming the reason; in ``--prune-conformance`` hypothesis rejects that
+    example and draws another, so a pruner is only checked where it applies (one that applies nowhere still
+    fails hypothesis's health check).
+    """

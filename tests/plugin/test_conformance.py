@@ -1,0 +1,70 @@
+"""--prune-conformance: hypothesis properties catch broken pruners in seconds and name the architecture."""
+
+from __future__ import annotations
+
+BROKEN = '''
+import os
+
+import torch
+from pytest_prune import prunable, pruner
+
+
+@pruner
+def only_linear(model, amount, data):
+    """Assumes 2-D weights: fine on MLPs, wrong on conv nets."""
+    masks = {}
+    for name, module in model.named_modules():
+        if (module, "weight") in prunable(model):
+            w = module.weight.detach()
+            k = round(amount * w.numel())
+            if w.ndim != 2:
+                raise TypeError(f"only_linear cannot score a {w.ndim}-D weight")
+            keep = torch.ones(w.numel(), dtype=torch.bool)
+            keep[w.abs().flatten().argsort()[:k]] = False
+            masks[name + ".weight"] = keep.view_as(w)
+    return masks
+
+
+@pruner
+def unseeded(model, amount, data):
+    """Draws its randomness from the operating system: not reproducible."""
+    generator = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
+    masks = {}
+    for name, module in model.named_modules():
+        if (module, "weight") in prunable(model):
+            masks[name + ".weight"] = torch.rand(module.weight.shape, generator=generator) >= amount
+    return masks
+
+
+@pruner
+def rescales(model, amount, data):
+    """Zeroes the smallest weights but also scales the kept ones."""
+    with torch.no_grad():
+        for module, attr in prunable(model):
+            w = getattr(module, attr)
+            k = round(amount * w.numel())
+            w.view(-1)[w.abs().flatten().argsort()[:k]] = 0
+            w.mul_(1.1)
+'''
+
+
+def test_builtin_pruners_conform(pytester, xdist):
+    result = pytester.runpytest("--prune-conformance", "--prune-pruner=*", "-v", *xdist)
+    result.assert_outcomes(passed=10)
+    assert "test_conformance[l1_filter]" in result.stdout.str()
+
+
+def test_broken_pruners_fail_with_the_property_and_the_architecture(pytester, xdist):
+    pytester.makepyfile(broken=BROKEN)
+    result = pytester.runpytest(
+        "--prune-conformance",
+        "--prune-pruner=broken.py:only_linear,broken.py:unseeded,broken.py:rescales",
+        "--prune-pruner=global_magnitude",
+        *xdist,
+    )
+    result.assert_outcomes(passed=1, failed=3)
+    out = result.stdout.str()
+    assert "spec=ArchSpec(" in out and "kind='conv'" in out  # the shrunk counterexample names it
+    assert "not deterministic for seed" in out
+    assert "the pruner changed kept weights of" in out
+    assert "test_prune[" not in out  # conformance does not start a benchmark run
