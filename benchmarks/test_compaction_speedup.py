@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from pytest_prune.data.base import Batches
-from pytest_prune.masks import amount_for, derive_masks, prunable
+from pytest_prune.masks import amount_for_model, derive_masks
 from pytest_prune.metrics import count_macs, macs_summary
 from pytest_prune.metrics.compaction import compact
 from pytest_prune.metrics.latency import probe_inputs
@@ -33,8 +33,7 @@ def models(tmp_path_factory):
     data = DATASETS.get("mnist5k")()
     dense = load_pretrained("mnist5k", "resnet20", data, tmp_path_factory.mktemp("ref")).model.eval()
     pruned = copy.deepcopy(dense)
-    total = sum(p.numel() for p in pruned.parameters())
-    amount = amount_for(total, sum(getattr(m, a).numel() for m, a in prunable(pruned)), 4.0)
+    amount = amount_for_model(pruned, 4.0)
     batches = Batches(data.train_x, data.train_y, 128, 0)
     derive_masks(pruned, l1_filter(pruned, amount, batches), dict(dense.named_parameters()))
     compaction = compact(pruned, data.test_x[:256])

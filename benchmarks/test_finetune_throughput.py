@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pytest_prune.masks import MaskEnforcer, amount_for, derive_masks, prunable
+from pytest_prune.masks import MaskEnforcer, amount_for_model, derive_masks
 from pytest_prune.pruners.magnitude import global_magnitude
 from pytest_prune.reference import load_pretrained
 from pytest_prune.registry import DATASETS, load_builtins
@@ -60,8 +60,7 @@ def test_bare_pytorch_loop(benchmark, medians, data, arch, tmp_path):
 def test_masked_finetuning(benchmark, medians, data, arch, tmp_path):
     dense = dense_model(arch, data, tmp_path)
     model = copy.deepcopy(dense)
-    total = sum(p.numel() for p in model.parameters())
-    amount = amount_for(total, sum(getattr(m, a).numel() for m, a in prunable(model)), 8.0)
+    amount = amount_for_model(model, 8.0)
     masks = derive_masks(model, global_magnitude(model, amount, None), dict(dense.named_parameters()))
     recipe = FINETUNE.with_epochs(1)
 

@@ -72,6 +72,12 @@ def amount_for(total: int, prunable_count: int, compression: float) -> float:
     return amount
 
 
+def amount_for_model(model: nn.Module, compression: float) -> float:
+    """``amount_for`` with the counts taken from ``model``: all its parameters and its prunable weights."""
+    total = sum(p.numel() for p in model.parameters())
+    return amount_for(total, sum(getattr(m, a).numel() for m, a in prunable(model)), compression)
+
+
 def count_to_remove(amount: float, numel: int) -> int:
     """How many of ``numel`` weights a pruner asked for ``amount`` removes (round to nearest)."""
     return min(numel, max(0, round(amount * numel)))
@@ -152,14 +158,6 @@ def derive_masks(model: nn.Module, returned: Any, dense_state: Mapping[str, torc
             if name in masks:
                 param.mul_(masks[name])
     return masks
-
-
-def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
-    """Zero the masked weights in place."""
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, mask in masks.items():
-            params[name].mul_(mask)
 
 
 class MaskEnforcer:

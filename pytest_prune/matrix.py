@@ -14,6 +14,12 @@ def format_compression(value: float) -> str:
     return f"{value:g}x"
 
 
+def record_key(record: Any) -> str:
+    """``dataset/arch/pruner/8x``: the key of a cell in expectation files, from a Case or a result record."""
+    get = record.__getitem__ if isinstance(record, dict) else lambda name: getattr(record, name)
+    return "/".join((get("dataset"), get("arch"), get("pruner"), format_compression(get("compression"))))
+
+
 @dataclass(frozen=True, order=True)
 class Case:
     """One cell of the matrix."""
@@ -32,7 +38,7 @@ class Case:
     @property
     def key(self) -> str:
         """Slash-separated key used in expectation files."""
-        return "/".join((self.dataset, self.arch, self.pruner, format_compression(self.compression)))
+        return record_key(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The case's fields as a plain dict (the start of a result record)."""

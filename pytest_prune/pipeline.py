@@ -20,14 +20,7 @@ import torch
 from torch import nn
 
 from .data.base import Batches, ImageDataset
-from .masks import (
-    MaskEnforcer,
-    MaskError,
-    amount_for,
-    check_compression,
-    derive_masks,
-    prunable,
-)
+from .masks import MaskEnforcer, MaskError, amount_for_model, check_compression, derive_masks
 from .matrix import Case
 from .metrics import count_macs, count_params, macs_summary, uncounted_modules
 from .metrics.compaction import Compaction, compact
@@ -61,7 +54,6 @@ class Dense:
     pretrained: Pretrained
     top1: float
     top5: float
-    params: int
     macs: int
     fingerprint: str
     pristine: dict[str, torch.Tensor]
@@ -82,7 +74,7 @@ class Dense:
 
 @dataclass
 class Pruned:
-    """A pruned private copy, its masks, and how long pruning took."""
+    """A pruned private copy and its masks."""
 
     model: nn.Module
     masks: dict[str, torch.Tensor]
@@ -133,9 +125,8 @@ class Store:
                 model = pretrained.model.to(self.settings.device).eval()
                 top1, top5 = evaluate(model, data.test_x, data.test_y)
                 macs, _ = macs_summary(count_macs(model, data.input_shape))
-            params, _ = count_params(model)
             pristine = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            return Dense(pretrained, top1, top5, params, macs, fingerprint(model), pristine)
+            return Dense(pretrained, top1, top5, macs, fingerprint(model), pristine)
 
         return cached(self._dense, (dataset_name, arch), make)
 
@@ -196,10 +187,8 @@ class Cell:
         dense.guard(f"{case.dataset}/{case.arch}")
         data = self.store.dataset(case.dataset)
         model = copy.deepcopy(dense.model)
-        total = sum(p.numel() for p in model.parameters())
-        prunable_count = sum(getattr(m, a).numel() for m, a in prunable(model))
         try:
-            amount = amount_for(total, prunable_count, case.compression)
+            amount = amount_for_model(model, case.compression)
         except ValueError as exc:
             raise MaskError(f"{case.id}: {exc}") from None
         self.fields["amount"] = amount
@@ -218,16 +207,17 @@ class Cell:
             masks = derive_masks(model, returned, dense_state)
             self.fields.setdefault("seconds", {})["prune"] = round(time.perf_counter() - start, 4)
             params, nonzero = count_params(model)
-            dense_macs, macs = macs_summary(count_macs(model, data.input_shape))
+            _, macs = macs_summary(count_macs(model, data.input_shape))
+            achieved = params / max(nonzero, 1)
             self.fields.update(
                 params=params,
                 nonzero_params=nonzero,
-                compression_achieved=params / max(nonzero, 1),
+                compression_achieved=achieved,
                 sparsity=1 - nonzero / params,
                 macs=macs,
-                theoretical_speedup=dense_macs / max(macs, 1e-12),
+                theoretical_speedup=dense.macs / max(macs, 1e-12),
             )
-            check_compression(case.compression, params / max(nonzero, 1))
+            check_compression(case.compression, achieved)
             self.fields["pruned_top1"], _ = evaluate(model, data.test_x, data.test_y)
         return Pruned(model, masks)
 
@@ -271,23 +261,23 @@ class Cell:
             structural_macs=structural,
             structural_speedup=self.fields["dense_macs"] / max(structural, 1),
         )
-        timings: dict[str, dict[str, float]] = {"dense": {}, "masked": {}, "compacted": {}}
+        timings: dict[str, dict[str, Timing]] = {"dense": {}, "masked": {}, "compacted": {}}
         for batch in settings.latency_batches:
             inputs = probe_inputs(data.input_shape, batch, settings.device)
-            timings["dense"][str(batch)] = self.store.dense_latency(self.case.dataset, self.case.arch, batch).median_ms
+            timings["dense"][str(batch)] = self.store.dense_latency(self.case.dataset, self.case.arch, batch)
             with self._threads:
-                timings["masked"][str(batch)] = measure(model, inputs, settings.latency_repeats).median_ms
+                timings["masked"][str(batch)] = measure(model, inputs, settings.latency_repeats)
                 if compaction.compacted:
-                    timings["compacted"][str(batch)] = measure(
-                        compaction.model, inputs, settings.latency_repeats
-                    ).median_ms
+                    timings["compacted"][str(batch)] = measure(compaction.model, inputs, settings.latency_repeats)
+        medians = {kind: {b: t.median_ms for b, t in by_batch.items()} for kind, by_batch in timings.items()}
         pruned = timings["compacted"] or timings["masked"]
         self.fields.update(
-            dense_latency_ms=timings["dense"],
-            masked_latency_ms=timings["masked"],
-            compacted_latency_ms=timings["compacted"] or None,
-            latency_ms=pruned,
-            measured_speedup={b: timings["dense"][b] / pruned[b] for b in pruned},
+            dense_latency_ms=medians["dense"],
+            masked_latency_ms=medians["masked"],
+            compacted_latency_ms=medians["compacted"] or None,
+            latency_ms={b: t.median_ms for b, t in pruned.items()},
+            latency_iqr_ms={b: t.q3_ms - t.q1_ms for b, t in pruned.items()},
+            measured_speedup={b: medians["dense"][b] / t.median_ms for b, t in pruned.items()},
             latency_note=synchroniser(settings.device)[1],
         )
         return compaction

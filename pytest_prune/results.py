@@ -49,6 +49,7 @@ RECORD_FIELDS = (
     "compacted_params",
     "compaction",
     "latency_ms",
+    "latency_iqr_ms",
     "dense_latency_ms",
     "masked_latency_ms",
     "compacted_latency_ms",
@@ -64,6 +65,20 @@ RECORD_FIELDS = (
     "tests",
 )
 """Keys of one record, in output order. Accuracies are fractions in [0, 1]; ``required_top1`` too."""
+
+
+TIMED_FIELDS = frozenset(
+    {
+        "seconds",
+        "latency_ms",
+        "latency_iqr_ms",
+        "dense_latency_ms",
+        "masked_latency_ms",
+        "compacted_latency_ms",
+        "measured_speedup",
+    }
+)
+"""Record keys that are measurements of the moment: every other key is identical across serial and xdist runs."""
 
 
 @dataclass(frozen=True)
@@ -103,11 +118,6 @@ class PruneResult:
     def from_fields(cls, values: dict[str, Any]) -> PruneResult:
         """Build from a cell's accumulated fields."""
         return cls(**{f.name: values[f.name] for f in fields(cls)})
-
-    @property
-    def top1_drop(self) -> float:
-        """Dense top-1 minus pruned-and-finetuned top-1, in percentage points."""
-        return (self.dense_top1 - self.top1) * 100
 
 
 def ordered(record: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .matrix import record_key
 from .settings import Settings
 
 SCHEMA = "pytest-prune-expectations/1"
@@ -59,7 +60,7 @@ def load_expectations(path: Path | None = None) -> dict[str, Any]:
 def judge(record: dict[str, Any], settings: Settings, expectations: dict[str, Any]) -> Verdict:
     """Check a finished cell's top-1 against the thresholds that apply to it."""
     top1, dense = record["top1"], record["dense_top1"]
-    key = "/".join((record["dataset"], record["arch"], record["pruner"], f"{record['compression']:g}x"))
+    key = record_key(record)
     expected = expectations.get("cells", {}).get(key)
     applies = (
         expected is not None
@@ -120,8 +121,7 @@ def expectations_from_results(paths: Iterable[Path], output: Path, margin: float
             if found is not None and cond != found:
                 raise ValueError(f"{path}: results come from different conditions ({cond} vs {found})")
             found = cond
-            key = "/".join((record["dataset"], record["arch"], record["pruner"], f"{record['compression']:g}x"))
-            cells[key] = {
+            cells[record_key(record)] = {
                 "top1": record["top1"],
                 "min_top1": round(floor_for(record["top1"], record["dense_top1"], margin), 4),
                 "weights_sha256": record["weights_sha256"],

@@ -73,7 +73,7 @@ def train(
     """Train in place with cross-entropy; ``after_step`` runs after every optimiser step. Returns the last loss."""
     if recipe.epochs <= 0:
         return math.nan
-    batches = Batches(data.train_x, data.train_y, recipe.batch_size, seed)
+    steps = -(-len(data.train_x) // recipe.batch_size)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=recipe.lr,
@@ -81,12 +81,12 @@ def train(
         weight_decay=recipe.weight_decay,
         nesterov=recipe.nesterov,
     )
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs * len(batches))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs * steps)
     model.train()
     loss = torch.zeros(())
     for epoch in range(recipe.epochs):
-        batches.seed = seed + epoch  # a new order each epoch, the same for the same seed
-        for inputs, targets in batches:
+        # a new order each epoch, the same for the same seed
+        for inputs, targets in Batches(data.train_x, data.train_y, recipe.batch_size, seed + epoch):
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(inputs), targets)
             loss.backward()

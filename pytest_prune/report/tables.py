@@ -14,6 +14,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ..matrix import format_compression
+
 ACCURACY_HEADERS = (
     "pruner",
     "target\ncompression",
@@ -39,7 +41,7 @@ def _accuracy_row(r: dict[str, Any]) -> list[Any]:
     delta = None if r.get("top1") is None else (r["top1"] - r["dense_top1"]) * 100
     return [
         r["pruner"],
-        f"{r['compression']:g}x",
+        format_compression(r["compression"]),
         _x(r.get("compression_achieved")),
         _pct(r.get("sparsity")),
         _pct(r.get("top1")),
@@ -68,7 +70,7 @@ def _speed_table(rows: list[dict[str, Any]]) -> str:
         dense_ms, pruned_ms = r.get("dense_latency_ms") or {}, r.get("latency_ms") or {}
         row = [
             r["pruner"],
-            f"{r['compression']:g}x",
+            format_compression(r["compression"]),
             "" if r.get("macs") is None else f"{r['macs'] / 1e6:.3f}",
             _x(r.get("theoretical_speedup")),
             "" if r.get("structural_macs") is None else f"{r['structural_macs'] / 1e6:.3f}",

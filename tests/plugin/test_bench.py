@@ -6,6 +6,8 @@ import pytest
 import torch  # imported here, not in a test: pytester drops modules first imported inside a test
 from plugin.conftest import FAST, records
 
+from pytest_prune.results import TIMED_FIELDS
+
 REQUIRED = {
     "dataset",
     "arch",
@@ -62,17 +64,8 @@ def test_serial_and_xdist_records_are_identical(pytester):
     pytester.runpytest(*args, "--prune-json=serial.json").assert_outcomes(passed=6)
     pytester.runpytest(*args, "--prune-json=xdist.json", "-n", "2").assert_outcomes(passed=6)
 
-    timed = {
-        "seconds",
-        "latency_ms",
-        "dense_latency_ms",
-        "masked_latency_ms",
-        "compacted_latency_ms",
-        "measured_speedup",
-    }
-
     def strip(rows):
-        return [{k: v for k, v in r.items() if k not in timed} for r in rows]
+        return [{k: v for k, v in r.items() if k not in TIMED_FIELDS} for r in rows]
 
     assert strip(records(pytester.path / "serial.json")) == strip(records(pytester.path / "xdist.json"))
 

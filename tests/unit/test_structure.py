@@ -10,7 +10,7 @@ from torch import nn
 
 from pytest_prune.architectures import lenet5, lenet300_100, resnet20
 from pytest_prune.data.base import Batches
-from pytest_prune.masks import amount_for, derive_masks, prunable
+from pytest_prune.masks import amount_for, amount_for_model, derive_masks, prunable
 from pytest_prune.metrics import count_macs, count_params, macs_summary
 from pytest_prune.metrics.compaction import compact
 from pytest_prune.metrics.structure import Chain, TraceError, find_chains
@@ -36,8 +36,7 @@ def trained_like(arch):
 
 
 def prune(model, pruner, compression):
-    total = sum(p.numel() for p in model.parameters())
-    amount = amount_for(total, sum(getattr(m, a).numel() for m, a in prunable(model)), compression)
+    amount = amount_for_model(model, compression)
     data = Batches(torch.randn(64, *SHAPE), torch.randint(0, 10, (64,)), 32, 0)
     state = {n: p.detach().clone() for n, p in model.named_parameters()}
     derive_masks(model, pruner(model, amount, data), state)
