@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .registry import ARCHITECTURES, DATASETS, PRUNERS, load_builtins
@@ -29,11 +29,14 @@ class Case:
     pruner: str
     compression: float
     seed: int
+    repeated: bool = field(default=False, compare=False)
+    """Whether the matrix runs several seeds; the id then names the seed."""
 
     @property
     def id(self) -> str:
-        """Test id, e.g. ``mnist5k-lenet5-global_magnitude-8x``."""
-        return f"{self.dataset}-{self.arch}-{self.pruner}-{format_compression(self.compression)}"
+        """Test id, e.g. ``mnist5k-lenet5-global_magnitude-8x`` (``…-8x-seed1`` under ``--prune-repeats``)."""
+        text = f"{self.dataset}-{self.arch}-{self.pruner}-{format_compression(self.compression)}"
+        return f"{text}-seed{self.seed}" if self.repeated else text
 
     @property
     def key(self) -> str:
@@ -42,7 +45,14 @@ class Case:
 
     def to_dict(self) -> dict[str, Any]:
         """The case's fields as a plain dict (the start of a result record)."""
-        return {"id": self.id, **asdict(self)}
+        return {
+            "id": self.id,
+            "dataset": self.dataset,
+            "arch": self.arch,
+            "pruner": self.pruner,
+            "compression": self.compression,
+            "seed": self.seed,
+        }
 
 
 def build_matrix(settings: Settings) -> list[Case]:
@@ -54,9 +64,10 @@ def build_matrix(settings: Settings) -> list[Case]:
     for spec in settings.pruners:
         pruners += [n for n in PRUNERS.resolve(spec) if n not in pruners]
     return [
-        Case(d, a, p, c, settings.seed)
+        Case(d, a, p, c, seed, repeated=settings.repeats > 1)
         for d in dict.fromkeys(datasets)
         for a in dict.fromkeys(archs)
         for p in pruners
         for c in settings.compressions
+        for seed in settings.seeds
     ]

@@ -182,19 +182,45 @@ class Cell:
         return cached(self._stages, "pruned", self._prune)
 
     def _prune(self) -> Pruned:
-        case = self.case
+        case, rounds = self.case, self.store.settings.rounds
         dense = self.dense()
         dense.guard(f"{case.dataset}/{case.arch}")
-        data = self.store.dataset(case.dataset)
         model = copy.deepcopy(dense.model)
+        masks: dict[str, torch.Tensor] = {}
+        history: list[dict[str, Any]] = []
+        self.fields["schedule"] = self.store.settings.schedule
+        # iterative:N prunes to compression**(k/N) in round k and finetunes between rounds
+        for k in range(1, rounds + 1):
+            if k > 1:
+                history[-1]["top1"], _ = self._train(model, masks)
+            masks = self._prune_round(model, case.compression ** (k / rounds), masks, k)
+            history.append(
+                {
+                    "round": k,
+                    "compression": case.compression ** (k / rounds),
+                    "compression_achieved": self.fields["compression_achieved"],
+                    "pruned_top1": self.fields["pruned_top1"],
+                }
+            )
+        if rounds > 1:
+            self.fields["rounds"] = history
+        return Pruned(model, masks)
+
+    def _prune_round(
+        self, model: nn.Module, target: float, previous: dict[str, torch.Tensor], round_: int
+    ) -> dict[str, torch.Tensor]:
+        """Prune ``model`` in place to ``target``; returns every mask so far (a removed weight stays removed)."""
+        case, settings = self.case, self.store.settings
+        where = case.id if settings.rounds == 1 else f"{case.id}, round {round_} of {settings.schedule}"
+        dense, data = self.store.dense(case.dataset, case.arch), self.store.dataset(case.dataset)
         try:
-            amount = amount_for_model(model, case.compression)
+            amount = amount_for_model(model, target)
         except ValueError as exc:
-            raise MaskError(f"{case.id}: {exc}") from None
+            raise MaskError(f"{where}: {exc}") from None
         self.fields["amount"] = amount
         fn = PRUNERS.get(case.pruner)
         batches = Batches(data.train_x, data.train_y, FINETUNE.batch_size, case.seed)
-        dense_state = dict(dense.model.named_parameters())
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
         with self._threads:
             seed_everything(case.seed)
             start = time.perf_counter()
@@ -202,10 +228,13 @@ class Cell:
                 returned = fn(model, amount, batches)
             except Exception as exc:
                 raise PrunerError(
-                    f"pruner {case.pruner!r} raised {type(exc).__name__}: {exc} (cell {case.id}, amount {amount:.4f})"
+                    f"pruner {case.pruner!r} raised {type(exc).__name__}: {exc} (cell {where}, amount {amount:.4f})"
                 ) from exc
-            masks = derive_masks(model, returned, dense_state)
-            self.fields.setdefault("seconds", {})["prune"] = round(time.perf_counter() - start, 4)
+            masks = derive_masks(model, returned, before)
+            for name, mask in previous.items():
+                masks[name] = masks[name] & mask if name in masks else mask
+            seconds = self.fields.setdefault("seconds", {})
+            seconds["prune"] = round(seconds.get("prune", 0.0) + time.perf_counter() - start, 4)
             params, nonzero = count_params(model)
             _, macs = macs_summary(count_macs(model, data.input_shape))
             achieved = params / max(nonzero, 1)
@@ -217,9 +246,37 @@ class Cell:
                 macs=macs,
                 theoretical_speedup=dense.macs / max(macs, 1e-12),
             )
-            check_compression(case.compression, achieved)
+            try:
+                check_compression(target, achieved)
+            except MaskError as exc:
+                hint = (
+                    ""
+                    if round_ == 1
+                    else "; under an iterative schedule `amount` counts every weight removed so far, so a pruner "
+                    "must rank weights that are already zero first"
+                )
+                raise MaskError(f"{where}: {exc}{hint}") from None
             self.fields["pruned_top1"], _ = evaluate(model, data.test_x, data.test_y)
-        return Pruned(model, masks)
+        return masks
+
+    def _train(self, model: nn.Module, masks: dict[str, torch.Tensor]) -> tuple[float, float]:
+        """Finetune ``model`` in place with ``masks`` enforced after every step; returns its top-1 and top-5."""
+        settings, data = self.store.settings, self.store.dataset(self.case.dataset)
+        enforce = MaskEnforcer(model, masks)
+        recipe = FINETUNE.with_epochs(settings.epochs)
+        with self._threads:
+            seed_everything(self.case.seed)
+            start = time.perf_counter()
+            train(model, data, recipe, self.case.seed, after_step=enforce)
+            seconds = self.fields.setdefault("seconds", {})
+            seconds["finetune"] = round(seconds.get("finetune", 0.0) + time.perf_counter() - start, 4)
+            params = dict(model.named_parameters())
+            for name, mask in masks.items():
+                if params[name][~mask].any():  # the enforcement is the harness's promise: check it
+                    raise AssertionError(f"{self.case.id}: pruned weights of {name!r} became nonzero in finetuning")
+            accuracy = evaluate(model, data.test_x, data.test_y)
+        self.fields.update(epochs=settings.epochs, finetune=recipe.to_dict())
+        return accuracy
 
     def finetuned(self) -> nn.Module:
         """Finetune a copy of the pruned model with its masks enforced after every step."""
@@ -227,21 +284,10 @@ class Cell:
 
     def _finetune(self) -> nn.Module:
         pruned = self.pruned()
-        settings, data = self.store.settings, self.store.dataset(self.case.dataset)
         model = copy.deepcopy(pruned.model)
-        enforce = MaskEnforcer(model, pruned.masks)
-        recipe = FINETUNE.with_epochs(settings.epochs)
-        with self._threads:
-            seed_everything(self.case.seed)
-            start = time.perf_counter()
-            train(model, data, recipe, self.case.seed, after_step=enforce)
-            self.fields.setdefault("seconds", {})["finetune"] = round(time.perf_counter() - start, 4)
-            params = dict(model.named_parameters())
-            for name, mask in pruned.masks.items():
-                if params[name][~mask].any():  # the enforcement is the harness's promise: check it
-                    raise AssertionError(f"{self.case.id}: pruned weights of {name!r} became nonzero in finetuning")
-            self.fields["top1"], self.fields["top5"] = evaluate(model, data.test_x, data.test_y)
-        self.fields.update(epochs=settings.epochs, finetune=recipe.to_dict())
+        self.fields["top1"], self.fields["top5"] = self._train(model, pruned.masks)
+        if "rounds" in self.fields:
+            self.fields["rounds"][-1]["top1"] = self.fields["top1"]
         return model
 
     def speed(self) -> Compaction:

@@ -56,6 +56,8 @@ RECORD_FIELDS = (
     "measured_speedup",
     "latency_note",
     "epochs",
+    "schedule",
+    "rounds",
     "threshold",
     "required_top1",
     "finetune",
@@ -141,6 +143,8 @@ def environment(settings: Any) -> dict[str, Any]:
         "threads": settings.threads,
         "epochs": settings.epochs,
         "seed": settings.seed,
+        "repeats": settings.repeats,
+        "schedule": settings.schedule,
         "compressions": list(settings.compressions),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -152,8 +156,10 @@ def environment(settings: Any) -> dict[str, Any]:
 def write_json(path: Path, environment: dict[str, Any], records: Iterable[dict[str, Any]]) -> None:
     """Write the results document atomically (readers never see half a file)."""
     from .reference import atomic_write_bytes
+    from .report.aggregate import summaries
 
-    document = {"schema": SCHEMA, "environment": environment, "results": [ordered(r) for r in records]}
+    records = [ordered(r) for r in records]
+    document = {"schema": SCHEMA, "environment": environment, "results": records, "summary": summaries(records)}
     atomic_write_bytes(path, (json.dumps(document, indent=2, allow_nan=True) + "\n").encode())
 
 

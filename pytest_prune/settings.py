@@ -64,6 +64,18 @@ OPTIONS = (
     ),
     Option("epochs", f"finetuning epochs after pruning (default {DEFAULT_EPOCHS})", metavar="N"),
     Option("seed", f"seed for pruning and finetuning (default {DEFAULT_SEED})", metavar="N"),
+    Option(
+        "repeats",
+        "run every cell with N seeds (--prune-seed, +1, ...); the summary shows mean ± std, the JSON keeps "
+        "every repeat (default 1)",
+        metavar="N",
+    ),
+    Option(
+        "schedule",
+        "oneshot (the default: prune once, then finetune) or iterative:N (N prune→finetune rounds on a "
+        "geometric path to the target compression, each round finetuning --prune-epochs epochs)",
+        metavar="SCHEDULE",
+    ),
     Option("device", "torch device for pruning, finetuning and evaluation (default cpu)", metavar="DEVICE"),
     Option(
         "threads",
@@ -106,6 +118,8 @@ class Settings:
     compressions: tuple[float, ...] = DEFAULT_COMPRESSIONS
     epochs: int = DEFAULT_EPOCHS
     seed: int = DEFAULT_SEED
+    repeats: int = 1
+    rounds: int = 1
     device: str = "cpu"
     threads: int = DEFAULT_THREADS
     json_path: Path | None = None
@@ -113,6 +127,16 @@ class Settings:
     latency_repeats: int = 15
     max_drop: float | None = None
     min_top1: float | None = None
+
+    @property
+    def schedule(self) -> str:
+        """``oneshot`` or ``iterative:N``, as given."""
+        return "oneshot" if self.rounds == 1 else f"iterative:{self.rounds}"
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seeds every cell runs with: ``seed``, ``seed + 1``, … (``repeats`` of them)."""
+        return tuple(range(self.seed, self.seed + self.repeats))
 
     @property
     def effective_max_drop(self) -> float:
@@ -167,6 +191,22 @@ def _number(name: str, text: str, convert: Callable[[str], Any], lo: float | Non
     return value
 
 
+def parse_schedule(text: str) -> int:
+    """``oneshot`` → 1 round, ``iterative:N`` → N rounds (N ≥ 2)."""
+    value = text.strip().lower()
+    if value == "oneshot":
+        return 1
+    match = re.fullmatch(r"iterative:(\d+)", value)
+    if match is None:
+        raise SettingsError(
+            f"--prune-schedule: {text!r} is not a schedule; use oneshot or iterative:N (e.g. iterative:3)"
+        )
+    rounds = int(match.group(1))
+    if rounds < 2:
+        raise SettingsError(f"--prune-schedule: {text!r} has fewer than 2 rounds; iterative:1 is oneshot")
+    return rounds
+
+
 def build(raw: dict[str, Any]) -> Settings:
     """Build Settings from raw option values (``None`` = not given); raises SettingsError."""
     pruners = split_list(raw.get("pruner"))
@@ -178,9 +218,11 @@ def build(raw: dict[str, Any]) -> Settings:
             settings[attr] = values
     if values := split_list(raw.get("compression")):
         settings["compressions"] = parse_compressions(values)
-    for key, convert, lo in (("epochs", int, 0), ("seed", int, 0), ("threads", int, 1)):
+    for key, convert, lo in (("epochs", int, 0), ("seed", int, 0), ("threads", int, 1), ("repeats", int, 1)):
         if raw.get(key) not in (None, ""):
             settings[key] = _number(key, str(raw[key]), convert, lo)
+    if raw.get("schedule"):
+        settings["rounds"] = parse_schedule(str(raw["schedule"]))
     if values := split_list(raw.get("latency")):
         settings["latency_batches"] = () if values == ("off",) else tuple(_number("latency", v, int, 1) for v in values)
     if raw.get("latency_repeats") not in (None, ""):

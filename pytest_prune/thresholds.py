@@ -1,7 +1,7 @@
 """Accuracy verdicts: shipped expectations for the built-in pruners, ``--prune-max-drop``, ``--prune-min-top1``.
 
 A shipped expectation (``reference_models/expectations.json``) applies to a cell only when the cell runs
-under the conditions it was measured with (epochs, seed, threads, finetuning recipe) on the same
+under the conditions it was measured with (epochs, seed, threads, schedule, finetuning recipe) on the same
 reference weights. Its floor is the measured top-1 minus a margin of 1.5 points plus 10% of the cell's
 drop below its dense parent: a cell far below its parent (random pruning at 16x) finetunes chaotically,
 and tiny floating-point differences between CPUs move it by more than a well-behaved cell.
@@ -33,13 +33,14 @@ class Verdict:
     failures: tuple[str, ...]
 
 
-def conditions(settings: Settings, finetune: dict[str, Any]) -> dict[str, Any]:
-    """The settings an expectation was measured under."""
+def conditions(settings: Settings, record: dict[str, Any]) -> dict[str, Any]:
+    """The settings an expectation was measured under, for ``record``'s cell (its own seed under repeats)."""
     return {
         "epochs": settings.epochs,
-        "seed": settings.seed,
+        "seed": record["seed"],
         "threads": settings.threads,
-        "finetune": finetune,
+        "schedule": record.get("schedule") or "oneshot",
+        "finetune": record["finetune"],
     }
 
 
@@ -64,7 +65,7 @@ def judge(record: dict[str, Any], settings: Settings, expectations: dict[str, An
     expected = expectations.get("cells", {}).get(key)
     applies = (
         expected is not None
-        and expectations.get("conditions") == conditions(settings, record["finetune"])
+        and expectations.get("conditions") == conditions(settings, record)
         and expected.get("weights_sha256") == record["weights_sha256"]
     )
     failures: list[str] = []
@@ -114,8 +115,9 @@ def expectations_from_results(paths: Iterable[Path], output: Path, margin: float
                 continue
             cond = {
                 "epochs": env["epochs"],
-                "seed": env["seed"],
+                "seed": record["seed"],
                 "threads": env["threads"],
+                "schedule": record.get("schedule") or "oneshot",
                 "finetune": record["finetune"],
             }
             if found is not None and cond != found:

@@ -112,10 +112,13 @@ def l1_filter(model: nn.Module, amount: float, data: Iterable) -> Masks:
 
 @pruner
 def random_filter(model: nn.Module, amount: float, data: Iterable) -> Masks:
-    """Remove random filters, the same fraction per layer: the structured baseline to beat."""
-    return structured_masks(
-        model,
-        amount,
-        data,
-        lambda m, c: torch.rand(_weight(m, c.producer).shape[0], device=_weight(m, c.producer).device),
-    )
+    """Remove random filters, the same fraction per layer: the structured baseline to beat.
+
+    Filters that are already all zero (an earlier round of an iterative schedule) go first.
+    """
+
+    def scores(m: nn.Module, chain: Chain) -> torch.Tensor:
+        weight = _weight(m, chain.producer).flatten(1)
+        return torch.rand(weight.shape[0], device=weight.device).masked_fill(~weight.any(dim=1), -1.0)
+
+    return structured_masks(model, amount, data, scores)

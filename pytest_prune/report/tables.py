@@ -15,6 +15,7 @@ from typing import Any
 from tabulate import tabulate
 
 from ..matrix import format_compression
+from .aggregate import summaries
 
 ACCURACY_HEADERS = (
     "pruner",
@@ -29,8 +30,15 @@ ACCURACY_HEADERS = (
 )
 
 
-def _pct(value: float | None) -> str:
-    return "" if value is None else f"{value * 100:.2f}"
+def _pct(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return ""
+    return f"{value * 100:.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
+
+
+def _pct_of(r: dict[str, Any], key: str) -> str:
+    """``r[key]`` in percent, with ``± std`` where the row summarises repeats."""
+    return _pct(r.get(key), r.get(f"{key}_std"))
 
 
 def _x(value: float | None) -> str:
@@ -44,11 +52,11 @@ def _accuracy_row(r: dict[str, Any]) -> list[Any]:
         format_compression(r["compression"]),
         _x(r.get("compression_achieved")),
         _pct(r.get("sparsity")),
-        _pct(r.get("top1")),
+        _pct_of(r, "top1"),
         "" if delta is None else f"{delta:+.2f}",
-        _pct(r.get("pruned_top1")),
-        _pct(r.get("top5")),
-        r["outcome"],
+        _pct_of(r, "pruned_top1"),
+        _pct_of(r, "top5"),
+        r["outcome"] if r["n"] == 1 else f"{r['passed']}/{r['n']} passed",
     ]
 
 
@@ -87,9 +95,12 @@ def _speed_table(rows: list[dict[str, Any]]) -> str:
 
 
 def summary_tables(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(title, text) per (dataset, architecture): accuracy table, speed table, legends and failures."""
+    """(title, text) per (dataset, architecture): accuracy table, speed table, legends and failures.
+
+    Repeats of a cell (``--prune-repeats``) make one row with mean ± sample std over the seeds.
+    """
     out = []
-    for (dataset, arch), group in groupby(records, key=lambda r: (r["dataset"], r["arch"])):
+    for (dataset, arch), group in groupby(summaries(records), key=lambda r: (r["dataset"], r["arch"])):
         rows = sorted(group, key=lambda r: (r["pruner"], r["compression"]))
         dense = next((r for r in rows if r.get("dense_top1") is not None), None)
         title = f"pytest-prune: {dataset} / {arch}"
@@ -119,7 +130,9 @@ def summary_tables(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
         if uncounted:
             notes.append(f"MACs of these modules are not counted (no formula for their type): {', '.join(uncounted)}")
         text += "".join(f"\nnote: {note}" for note in notes)
-        failed = [r for r in rows if r["outcome"] in ("failed", "error") and r.get("error")]
-        text += "".join(f"\n  {r['id']}: {r['outcome']}: {r['error']}" for r in failed)
+        if any(r["n"] > 1 for r in rows):
+            seeds = sorted({s for r in rows for s in r["seeds"]})
+            text += f"\nrepeats: mean ± sample std over seeds {', '.join(map(str, seeds))}"
+        text += "".join(f"\n  {error}" for r in rows for error in r["errors"])
         out.append((title, text))
     return out

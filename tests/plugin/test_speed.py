@@ -35,7 +35,8 @@ def test_records_and_tables_label_every_kind_of_speedup(pytester, xdist):
     result.stdout.fnmatch_lines([header, *lines])
 
 
-def test_pytest_benchmark_times_the_pruned_model_when_active(pytester):
+def test_pytest_benchmark_times_the_pruned_model_when_active(pytester, monkeypatch):
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # pytest-benchmark turns off inside xdist workers
     result = pytester.runpytest("--prune-bench", *SPEED, "--benchmark-json=bench.json")
     result.assert_outcomes(passed=2)
     benchmarks = json.loads((pytester.path / "bench.json").read_text())["benchmarks"]

@@ -39,8 +39,19 @@ def test_bad_compressions_are_named(values, message):
         ({"epochs": "two"}, "--prune-epochs: 'two' is not a valid number"),
         ({"threads": "0"}, "--prune-threads: '0' must be ≥ 1"),
         ({"max_drop": "-1"}, "--prune-max-drop"),
+        ({"repeats": "0"}, "--prune-repeats: '0' must be ≥ 1"),
+        ({"schedule": "iterative"}, "--prune-schedule: 'iterative' is not a schedule; use oneshot or iterative:N"),
+        ({"schedule": "iterative:1"}, "fewer than 2 rounds; iterative:1 is oneshot"),
+        ({"schedule": "gradual:3"}, "not a schedule"),
     ],
 )
 def test_bad_numbers_are_named(raw, message):
     with pytest.raises(SettingsError, match=message):
         build(raw)
+
+
+def test_schedule_and_repeats():
+    s = build({"schedule": "Iterative:4", "repeats": "3", "seed": "5"})
+    assert (s.rounds, s.schedule, s.seeds) == (4, "iterative:4", (5, 6, 7))
+    assert (build({}).schedule, build({}).seeds) == ("oneshot", (0,))
+    assert build({"schedule": "oneshot"}).rounds == 1

@@ -8,8 +8,10 @@ from pytest_prune.thresholds import conditions, floor_for, judge
 FINETUNE = {"optimizer": "sgd", "lr": 0.01}
 
 
-def record(top1, dense=0.98):
+def record(top1, dense=0.98, seed=0, schedule="oneshot"):
     return {
+        "seed": seed,
+        "schedule": schedule,
         "dataset": "mnist5k",
         "arch": "lenet5",
         "pruner": "random",
@@ -23,7 +25,7 @@ def record(top1, dense=0.98):
 
 def expectations(settings, sha="abc"):
     return {
-        "conditions": conditions(settings, FINETUNE),
+        "conditions": conditions(settings, record(0.9)),
         "cells": {"mnist5k/lenet5/random/8x": {"top1": 0.95, "min_top1": 0.935, "weights_sha256": sha}},
     }
 
@@ -42,6 +44,14 @@ def test_other_conditions_or_weights_fall_back_to_max_drop():
     assert verdict.threshold == "max_drop"
     assert "6.00 points below the dense model's 98.00%; allowed drop 5 points" in verdict.failures[0]
     assert judge(record(0.94), build({}), expectations(build({}), sha="other")).threshold == "max_drop"
+
+
+@pytest.mark.parametrize("changed", [{"seed": 1}, {"schedule": "iterative:3"}])
+def test_another_seed_or_schedule_falls_back_to_max_drop(changed):
+    settings = build({})
+    verdict = judge(record(0.97, **changed), settings, expectations(settings))
+    assert verdict.threshold == "max_drop" and not verdict.failures
+    assert judge(record(0.97), settings, expectations(settings)).threshold == "expectation"
 
 
 def test_explicit_thresholds_apply_everywhere():

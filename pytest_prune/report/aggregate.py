@@ -1,0 +1,71 @@
+"""Repeats of a cell (``--prune-repeats``) folded into one summary row: mean and sample std over the seeds.
+
+The results JSON keeps every repeat as its own record; these summaries go beside them (``summary``) and
+feed the terminal tables and leaderboards. A single run summarises to itself with no std.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from itertools import groupby
+from typing import Any
+
+from ..results import OUTCOME_RANK
+
+NUMBERS = (
+    "top1",
+    "top5",
+    "pruned_top1",
+    "compression_achieved",
+    "sparsity",
+    "macs",
+    "theoretical_speedup",
+    "structural_macs",
+    "structural_speedup",
+)
+"""Per-record numbers summarised as mean ± std."""
+
+PER_BATCH = ("latency_ms", "dense_latency_ms", "measured_speedup")
+"""Per-batch-size dicts summarised by their mean per batch size."""
+
+SHARED = ("dataset", "arch", "pruner", "compression", "dense_top1", "dense_top5", "dense_macs", "params")
+"""Identical across the repeats of a cell."""
+
+
+def cell_key(record: dict[str, Any]) -> tuple[str, str, str, float]:
+    """(dataset, arch, pruner, compression): what the repeats of one cell share."""
+    return record["dataset"], record["arch"], record["pruner"], record["compression"]
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def summarise(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary of the repeats of a cell: shared keys, ``n``, ``seeds``, ``KEY`` (mean) and ``KEY_std``."""
+    out: dict[str, Any] = {key: group[0].get(key) for key in SHARED}
+    out["n"], out["seeds"] = len(group), sorted(r["seed"] for r in group)
+    outcomes = [r["outcome"] for r in group]
+    out["outcome"] = max(outcomes, key=OUTCOME_RANK.__getitem__)
+    out["passed"] = outcomes.count("passed")
+    for key in NUMBERS:
+        out[key], out[f"{key}_std"] = _mean_std([r[key] for r in group if r.get(key) is not None])
+    for key in PER_BATCH:
+        dicts = [r[key] for r in group if r.get(key)]
+        batches = sorted({b for d in dicts for b in d}, key=int)
+        out[key] = {b: statistics.fmean(d[b] for d in dicts if b in d) for b in batches} or None
+    for key in ("compacted", "compacted_params", "macs_uncounted", "latency_note"):
+        out[key] = group[0].get(key)
+    out["errors"] = [
+        f"{r['id']}: {r['outcome']}: {r['error'].removeprefix(r['id'] + ': ')}" for r in group if r.get("error")
+    ]
+    return out
+
+
+def summaries(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary per cell, in (dataset, arch, pruner, compression) order."""
+    ordered = sorted(records, key=lambda r: (cell_key(r), r["seed"]))
+    return [summarise(list(group)) for _, group in groupby(ordered, key=cell_key)]
