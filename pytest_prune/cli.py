@@ -26,7 +26,7 @@ def _train(args: argparse.Namespace) -> int:
         def progress(epoch: int, loss: float, name: str = f"{dataset_name}/{arch}") -> None:
             print(f"  {name}: epoch {epoch}/{recipe.epochs} loss {loss:.4f}", flush=True)
 
-        entry = write_reference(Path(args.out), dataset_name, arch, recipe, args.threads, progress)
+        entry = write_reference(Path(args.out), dataset_name, arch, recipe, args.threads, progress, args.seed)
         print(
             f"{dataset_name}/{arch}: top-1 {entry['top1']:.2%} -> {Path(args.out) / entry['file']}",
             flush=True,
@@ -53,6 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--out", default="reference_models", help="folder for weights and manifest.json")
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads (recorded; default 1)")
     train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training seed: 0 = the pretrained parent (default), 1 = the separately trained reference model",
+    )
     train.set_defaults(run=_train)
     expect = commands.add_parser("expect", help="derive accuracy expectations from results JSON files")
     expect.add_argument("results", nargs="+", help="results JSON written by --prune-json")

@@ -104,4 +104,6 @@ def finetuned_model(_prune_cell: Cell, _prune_record: dict[str, Any]) -> Any:
 def prune_result(_prune_cell: Cell, _prune_record: dict[str, Any]) -> PruneResult:
     """Everything measured for the cell: accuracies (fractions), params, compression, MACs, speedup, latency."""
     _run(_prune_cell, _prune_record, "speed")
+    if _prune_cell.store.settings.robustness:
+        _run(_prune_cell, _prune_record, "robustness")
     return PruneResult.from_fields(_prune_record)

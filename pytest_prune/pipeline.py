@@ -101,6 +101,7 @@ class Store:
         self._datasets: dict[str, Any] = {}
         self._dense: dict[tuple[str, str], Any] = {}
         self._dense_latency: dict[tuple[str, str, int], Any] = {}
+        self._dense_robustness: dict[tuple[str, str], Any] = {}
         self._cells: OrderedDict[Case, Cell] = OrderedDict()
 
     def dataset(self, name: str) -> ImageDataset:
@@ -140,6 +141,12 @@ class Store:
                 return measure(dense.model, inputs, self.settings.latency_repeats)
 
         return cached(self._dense_latency, (dataset_name, arch, batch_size), make)
+
+    def dense_robustness(self, dataset_name: str, arch: str) -> dict[str, Any]:
+        """The parent's corrupted accuracies and the separate model's similarity, measured once per session."""
+        from .robustness.stage import dense_robustness
+
+        return cached(self._dense_robustness, (dataset_name, arch), lambda: dense_robustness(self, dataset_name, arch))
 
     def cell(self, case: Case) -> Cell:
         """The cell for ``case``; the last few are kept so tests sharing a cell share its work."""
@@ -327,3 +334,12 @@ class Cell:
             latency_note=synchroniser(settings.device)[1],
         )
         return compaction
+
+    def robustness(self) -> None:
+        """Corrupted accuracy, excess error and functional similarity of the finetuned model."""
+        cached(self._stages, "robustness", self._robustness)
+
+    def _robustness(self) -> None:
+        from .robustness.stage import cell_robustness
+
+        cell_robustness(self, self.finetuned())

@@ -31,7 +31,16 @@ from .train import PRETRAIN, Recipe, evaluate, seed_everything, torch_threads, t
 
 MANIFEST = "manifest.json"
 REFERENCE_SEED = 0
-"""Reference models are always trained with this seed: the pretrained weights are not a matrix axis."""
+"""The pretrained parent of every cell is trained with this seed: the pretrained weights are not a matrix axis."""
+
+SEPARATE_SEED = 1
+"""A second, independently trained dense model of each pair (this seed) is the "different model" reference of
+functional similarity: how much two dense networks that were trained apart agree."""
+
+
+def manifest_key(dataset_name: str, arch: str, seed: int = REFERENCE_SEED) -> str:
+    """``dataset/arch`` for the parent, ``dataset/arch/seedN`` for a model trained with another seed."""
+    return f"{dataset_name}/{arch}" + ("" if seed == REFERENCE_SEED else f"/seed{seed}")
 
 
 class WeightsError(RuntimeError):
@@ -139,7 +148,7 @@ def _load_verified(model: nn.Module, path: Path, expected_sha: str, what: str) -
         raise WeightsError(f"{what}: {path} does not fit the architecture: {exc}") from exc
 
 
-def training_key(dataset_name: str, arch: str, recipe: Recipe, threads: int) -> str:
+def training_key(dataset_name: str, arch: str, recipe: Recipe, threads: int, seed: int = REFERENCE_SEED) -> str:
     """Content key of a trained reference: architecture and dataset source, recipe, seed, threads, torch."""
     payload = {
         "dataset": dataset_name,
@@ -147,7 +156,7 @@ def training_key(dataset_name: str, arch: str, recipe: Recipe, threads: int) -> 
         "arch": arch,
         "arch_source": ARCHITECTURES.source_hash(arch),
         "recipe": recipe.to_dict(),
-        "seed": REFERENCE_SEED,
+        "seed": seed,
         "threads": threads,
         "torch": torch.__version__,
     }
@@ -160,11 +169,12 @@ def train_reference(
     recipe: Recipe = PRETRAIN,
     threads: int = 1,
     progress: Callable[[int, float], None] | None = None,
+    seed: int = REFERENCE_SEED,
 ) -> bytes:
     """Train a reference model with the standard recipe; returns its serialised state dict."""
     with torch_threads(threads):
-        seed_everything(REFERENCE_SEED)
-        train(model, data, recipe, REFERENCE_SEED, progress=progress)
+        seed_everything(seed)
+        train(model, data, recipe, seed, progress=progress)
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
     return buffer.getvalue()
@@ -176,18 +186,23 @@ def load_pretrained(
     data: ImageDataset,
     cache_dir: Path,
     threads: int = 1,
+    seed: int = REFERENCE_SEED,
 ) -> Pretrained:
-    """The dense model for (dataset, arch): shipped weights if the manifest has them, else trained once and cached."""
-    what = f"pretrained {dataset_name}/{arch}"
-    seed_everything(REFERENCE_SEED)  # architectures initialise from the global generator
+    """The dense model for (dataset, arch): shipped weights if the manifest has them, else trained once and cached.
+
+    ``seed`` picks the training seed: the parent's by default, ``SEPARATE_SEED`` for the independent model.
+    """
+    key = manifest_key(dataset_name, arch, seed)
+    what = f"pretrained {key}"
+    seed_everything(seed)  # architectures initialise from the global generator
     model = build_model(arch, data, dataset_name)
-    entry = read_manifest().get(f"{dataset_name}/{arch}")
+    entry = read_manifest().get(key)
     if entry is not None:
         path = reference_dir() / entry["file"]
         _load_verified(model, path, entry["sha256"], what)
         return Pretrained(model.eval(), entry["sha256"], "shipped", path)
-    key = training_key(dataset_name, arch, PRETRAIN, threads)
-    path = cache_dir / "pretrained" / f"{dataset_name}-{arch}-{key[:16]}.pt"
+    digest_key = training_key(dataset_name, arch, PRETRAIN, threads, seed)
+    path = cache_dir / "pretrained" / f"{key.replace('/', '-')}-{digest_key[:16]}.pt"
     sidecar = path.with_suffix(".sha256")
     with file_lock(path.with_suffix(".lock")):
         if path.is_file() and sidecar.is_file():
@@ -195,9 +210,9 @@ def load_pretrained(
                 _load_verified(model, path, sidecar.read_text().strip(), what)
                 return Pretrained(model.eval(), sidecar.read_text().strip(), "cached", path)
             except WeightsError:
-                seed_everything(REFERENCE_SEED)  # a corrupt cache entry: retrain it
+                seed_everything(seed)  # a corrupt cache entry: retrain it
                 model = build_model(arch, data, dataset_name)
-        payload = train_reference(model, data, PRETRAIN, threads)
+        payload = train_reference(model, data, PRETRAIN, threads, seed=seed)
         atomic_write_bytes(path, payload)
         digest = hashlib.sha256(payload).hexdigest()
         atomic_write_bytes(sidecar, digest.encode())
@@ -226,15 +241,17 @@ def write_reference(
     recipe: Recipe = PRETRAIN,
     threads: int = 1,
     progress: Callable[[int, float], None] | None = None,
+    seed: int = REFERENCE_SEED,
 ) -> dict[str, Any]:
     """Train the reference model for (dataset, arch), save it in ``folder`` and record it in the manifest."""
     data = DATASETS.get(dataset_name)()
     data.validate(dataset_name)
-    seed_everything(REFERENCE_SEED)
+    seed_everything(seed)
     model = build_model(arch, data, dataset_name)
-    payload = train_reference(model, data, recipe, threads, progress)
+    payload = train_reference(model, data, recipe, threads, progress, seed)
     top1, top5 = evaluate(model, data.test_x, data.test_y)
-    name = f"{dataset_name}-{arch}.pt"
+    key = manifest_key(dataset_name, arch, seed)
+    name = key.replace("/", "-") + ".pt"
     atomic_write_bytes(folder / name, payload)
     entry = {
         "file": name,
@@ -243,15 +260,16 @@ def write_reference(
         "top5": round(top5, 4),
         "params": sum(p.numel() for p in model.parameters()),
         "recipe": recipe.to_dict(),
-        "seed": REFERENCE_SEED,
+        "seed": seed,
         "threads": threads,
         "versions": versions(),
         "trained": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "command": f"pytest-prune train --dataset {dataset_name} --arch {arch}",
+        "command": f"pytest-prune train --dataset {dataset_name} --arch {arch}"
+        + ("" if seed == REFERENCE_SEED else f" --seed {seed}"),
     }
     with file_lock(folder / ".manifest.lock"):
         models = read_manifest(folder)
-        models[f"{dataset_name}/{arch}"] = entry
+        models[key] = entry
         document = {"schema": "pytest-prune-manifest/1", "models": dict(sorted(models.items()))}
         atomic_write_bytes(folder / MANIFEST, (json.dumps(document, indent=2) + "\n").encode())
     return entry

@@ -55,6 +55,20 @@ RECORD_FIELDS = (
     "compacted_latency_ms",
     "measured_speedup",
     "latency_note",
+    "corruption_top1",
+    "corruption_mean_top1",
+    "dense_corruption_top1",
+    "dense_corruption_mean_top1",
+    "corruptions_skipped",
+    "excess_error",
+    "excess_error_by_corruption",
+    "agreement",
+    "softmax_l2",
+    "eps_agreement",
+    "reference_agreement",
+    "reference_softmax_l2",
+    "reference_eps_agreement",
+    "reference_top1",
     "epochs",
     "schedule",
     "rounds",
@@ -146,8 +160,17 @@ def environment(settings: Any) -> dict[str, Any]:
         "repeats": settings.repeats,
         "schedule": settings.schedule,
         "compressions": list(settings.compressions),
+        "delta_points": settings.delta,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if settings.robustness:
+        env["robustness"] = {
+            "corruptions": list(settings.corruptions),
+            "severities": list(settings.severities),
+            "eps": list(settings.eps),
+            "eps_images": settings.eps_images,
+            "eps_draws": settings.eps_draws,
+        }
     if "torch" in sys.modules:  # only when already loaded: the collector must not import torch
         env["torch"] = sys.modules["torch"].__version__
     return env
@@ -157,9 +180,16 @@ def write_json(path: Path, environment: dict[str, Any], records: Iterable[dict[s
     """Write the results document atomically (readers never see half a file)."""
     from .reference import atomic_write_bytes
     from .report.aggregate import summaries
+    from .robustness.potential import prune_potential
 
     records = [ordered(r) for r in records]
-    document = {"schema": SCHEMA, "environment": environment, "results": records, "summary": summaries(records)}
+    document = {
+        "schema": SCHEMA,
+        "environment": environment,
+        "results": records,
+        "summary": summaries(records),
+        "prune_potential": prune_potential(records, environment.get("delta_points", 0.5)),
+    }
     atomic_write_bytes(path, (json.dumps(document, indent=2, allow_nan=True) + "\n").encode())
 
 
@@ -218,7 +248,12 @@ class Collector:
             return
         from .report.tables import summary_tables
 
-        for title, table in summary_tables(self.sorted_records()):
+        tables = summary_tables(self.sorted_records())
+        if self.settings.robustness:
+            from .report.robustness import robustness_tables
+
+            tables += robustness_tables(self.sorted_records(), self.settings.delta)
+        for title, table in tables:
             terminalreporter.write_sep("=", title)
             terminalreporter.write_line(table)
         if self.settings.json_path is not None:

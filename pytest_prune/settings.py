@@ -16,6 +16,23 @@ DEFAULT_COMPRESSIONS = (2.0, 4.0, 8.0, 16.0, 32.0)
 DEFAULT_EPOCHS = 2
 DEFAULT_SEED = 0
 DEFAULT_THREADS = 1
+CORRUPTION_NAMES = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "speckle_noise",
+    "gaussian_blur",
+    "defocus_blur",
+    "contrast",
+    "brightness",
+    "saturate",
+    "pixelate",
+    "jpeg",
+    "rotation",
+    "translation",
+)
+"""The corruption suite of ``--prune-robustness`` (pytest_prune.robustness.corruptions holds the code)."""
+DEFAULT_EPS = (0.1, 0.2, 0.3, 0.5, 0.7)
 
 
 class SettingsError(ValueError):
@@ -92,6 +109,31 @@ OPTIONS = (
     Option(
         "latency_repeats", "timed forward passes per model and batch size (default 15, after 3 warm-up)", metavar="N"
     ),
+    Option(
+        "robustness",
+        "also measure corruption robustness, functional similarity to the dense parent and prune potential",
+        "bool",
+    ),
+    Option(
+        "corruptions",
+        "corruptions for --prune-robustness, comma separated (default: all of " + ", ".join(CORRUPTION_NAMES) + ")",
+        "list",
+        "LIST",
+    ),
+    Option("severities", "corruption severities 1-5 for --prune-robustness (default 1,2,3,4,5)", "list", "LIST"),
+    Option(
+        "delta",
+        "prune potential: the largest sparsity whose top-1 error is within POINTS of the dense error (default 0.5)",
+        metavar="POINTS",
+    ),
+    Option(
+        "eps",
+        "L-inf radii of uniform input noise (normalised input space) for eps-agreement (default 0.1,0.2,0.3,0.5,0.7)",
+        "list",
+        "LIST",
+    ),
+    Option("eps_images", "test images sampled for eps-agreement (default 250)", metavar="N"),
+    Option("eps_draws", "noise draws per image and eps (default 10)", metavar="N"),
     Option("json", "write the results JSON to PATH (rewritten after every cell)", metavar="PATH"),
     Option(
         "max_drop",
@@ -127,6 +169,13 @@ class Settings:
     latency_repeats: int = 15
     max_drop: float | None = None
     min_top1: float | None = None
+    robustness: bool = False
+    corruptions: tuple[str, ...] = CORRUPTION_NAMES
+    severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+    delta: float = 0.5
+    eps: tuple[float, ...] = DEFAULT_EPS
+    eps_images: int = 250
+    eps_draws: int = 10
 
     @property
     def schedule(self) -> str:
@@ -207,6 +256,33 @@ def parse_schedule(text: str) -> int:
     return rounds
 
 
+def _robustness(raw: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"robustness": bool(raw.get("robustness"))}
+    if names := split_list(raw.get("corruptions")):
+        unknown = [n for n in names if n not in CORRUPTION_NAMES]
+        if unknown:
+            raise SettingsError(
+                f"--prune-corruptions: unknown corruption {', '.join(map(repr, unknown))}; "
+                f"valid: {', '.join(CORRUPTION_NAMES)}"
+            )
+        out["corruptions"] = names
+    if values := split_list(raw.get("severities")):
+        bad = [v for v in values if v not in {"1", "2", "3", "4", "5"}]
+        if bad:
+            raise SettingsError(
+                f"--prune-severities: {', '.join(map(repr, bad))} outside 1-5; valid severities: 1, 2, 3, 4, 5"
+            )
+        out["severities"] = tuple(sorted({int(v) for v in values}))
+    if values := split_list(raw.get("eps")):
+        out["eps"] = tuple(_number("eps", v, float, 0) for v in values)
+    if raw.get("delta") not in (None, ""):
+        out["delta"] = _number("delta", str(raw["delta"]), float, 0)
+    for key in ("eps_images", "eps_draws"):
+        if raw.get(key) not in (None, ""):
+            out[key] = _number(key, str(raw[key]), int, 1)
+    return out
+
+
 def build(raw: dict[str, Any]) -> Settings:
     """Build Settings from raw option values (``None`` = not given); raises SettingsError."""
     pruners = split_list(raw.get("pruner"))
@@ -238,6 +314,7 @@ def build(raw: dict[str, Any]) -> Settings:
                 f"--prune-min-top1: {value} looks like a fraction; give a percentage (e.g. {value * 100:g})"
             )
         settings["min_top1"] = value
+    settings.update(_robustness(raw))
     if raw.get("device"):
         settings["device"] = str(raw["device"])
     if raw.get("json"):

@@ -23,11 +23,18 @@ NUMBERS = (
     "theoretical_speedup",
     "structural_macs",
     "structural_speedup",
+    "corruption_mean_top1",
+    "dense_corruption_mean_top1",
+    "excess_error",
+    "agreement",
+    "softmax_l2",
+    "reference_agreement",
+    "reference_softmax_l2",
 )
 """Per-record numbers summarised as mean ± std."""
 
-PER_BATCH = ("latency_ms", "dense_latency_ms", "measured_speedup")
-"""Per-batch-size dicts summarised by their mean per batch size."""
+PER_KEY = ("latency_ms", "dense_latency_ms", "measured_speedup", "eps_agreement", "reference_eps_agreement")
+"""Dicts keyed by batch size or eps, summarised by their mean per key."""
 
 SHARED = ("dataset", "arch", "pruner", "compression", "dense_top1", "dense_top5", "dense_macs", "params")
 """Identical across the repeats of a cell."""
@@ -53,11 +60,11 @@ def summarise(group: list[dict[str, Any]]) -> dict[str, Any]:
     out["passed"] = outcomes.count("passed")
     for key in NUMBERS:
         out[key], out[f"{key}_std"] = _mean_std([r[key] for r in group if r.get(key) is not None])
-    for key in PER_BATCH:
+    for key in PER_KEY:
         dicts = [r[key] for r in group if r.get(key)]
-        batches = sorted({b for d in dicts for b in d}, key=int)
-        out[key] = {b: statistics.fmean(d[b] for d in dicts if b in d) for b in batches} or None
-    for key in ("compacted", "compacted_params", "macs_uncounted", "latency_note"):
+        keys = sorted({k for d in dicts for k in d}, key=float)
+        out[key] = {k: statistics.fmean(d[k] for d in dicts if k in d) for k in keys} or None
+    for key in ("compacted", "compacted_params", "macs_uncounted", "latency_note", "corruptions_skipped"):
         out[key] = group[0].get(key)
     out["errors"] = [
         f"{r['id']}: {r['outcome']}: {r['error'].removeprefix(r['id'] + ': ')}" for r in group if r.get("error")

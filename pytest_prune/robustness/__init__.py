@@ -1,0 +1,1 @@
+"""Robustness beyond test accuracy: corruptions, functional similarity, excess error, prune potential."""

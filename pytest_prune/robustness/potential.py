@@ -1,0 +1,84 @@
+"""Prune potential (Liebenwein et al. 2021): per (dataset, arch, pruner, seed) and per distribution, the
+largest sparsity in the sweep whose top-1 error is within δ of the dense parent's error on that distribution.
+
+Computed on the controller at the end of the session from every record (serial or from all xdist workers).
+As in the paper, a passing sparsity counts even when a lower one failed. The figure is quantised to the
+sweep and cannot exceed its largest sparsity: when the largest one tested passes, it is flagged ``capped``
+(the true potential is at least that). Records without a finetuned top-1 (errored cells) do not take part.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from itertools import groupby
+from typing import Any
+
+NOMINAL = "nominal"
+SUITE = "corruption mean"
+
+
+def distributions(record: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """``{distribution: (pruned top-1, dense top-1)}`` for one record: nominal, each corruption, the suite mean."""
+    out = {NOMINAL: (record["top1"], record["dense_top1"])}
+    pruned, dense = record.get("corruption_top1") or {}, record.get("dense_corruption_top1") or {}
+    for name, by_severity in pruned.items():
+        out[name] = (statistics.fmean(by_severity.values()), statistics.fmean(dense[name].values()))
+    if record.get("corruption_mean_top1") is not None:
+        out[SUITE] = (record["corruption_mean_top1"], record["dense_corruption_mean_top1"])
+    return out
+
+
+def _key(record: dict[str, Any]) -> tuple[str, str, str, int]:
+    return record["dataset"], record["arch"], record["pruner"], record["seed"]
+
+
+def prune_potential(records: Iterable[dict[str, Any]], delta_points: float) -> list[dict[str, Any]]:
+    """One entry per (dataset, arch, pruner, seed, distribution), in a stable order."""
+    finished = sorted((r for r in records if r.get("top1") is not None and r.get("sparsity") is not None), key=_key)
+    out = []
+    for (dataset, arch, pruner, seed), group in groupby(finished, key=_key):
+        cells = list(group)
+        largest = max(r["sparsity"] for r in cells)
+        names = list(dict.fromkeys(name for r in cells for name in distributions(r)))
+        for name in names:
+            tested = [(r["sparsity"], distributions(r)[name]) for r in cells if name in distributions(r)]
+            passing = [s for s, (top1, dense) in tested if (1 - top1) <= (1 - dense) + delta_points / 100 + 1e-12]
+            potential = max(passing, default=0.0)
+            out.append(
+                {
+                    "dataset": dataset,
+                    "arch": arch,
+                    "pruner": pruner,
+                    "seed": seed,
+                    "distribution": name,
+                    "prune_potential": potential,
+                    "capped": bool(passing) and potential >= largest,
+                    "largest_sparsity": largest,
+                    "delta_points": delta_points,
+                    "cells": len(tested),
+                }
+            )
+    return out
+
+
+def potential_summary(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries folded over seeds: mean and sample std of the prune potential, capped if any seed was."""
+    key = lambda e: (e["dataset"], e["arch"], e["pruner"], e["distribution"])  # noqa: E731
+    out = []
+    for (dataset, arch, pruner, name), group in groupby(sorted(entries, key=key), key=key):
+        rows = list(group)
+        values = [e["prune_potential"] for e in rows]
+        out.append(
+            {
+                "dataset": dataset,
+                "arch": arch,
+                "pruner": pruner,
+                "distribution": name,
+                "prune_potential": statistics.fmean(values),
+                "prune_potential_std": statistics.stdev(values) if len(values) > 1 else None,
+                "capped": any(e["capped"] for e in rows),
+                "n": len(rows),
+            }
+        )
+    return out

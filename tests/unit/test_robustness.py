@@ -1,0 +1,91 @@
+"""Excess error, functional similarity and prune potential on hand-made inputs with known answers."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from pytest_prune.robustness.measure import eps_agreement, eps_sample, excess_error, similarity
+from pytest_prune.robustness.potential import NOMINAL, SUITE, potential_summary, prune_potential
+
+
+def test_excess_error_is_the_extra_error_the_shift_costs_the_pruned_model():
+    # pruned: 90% → 70% (20 points lost); dense: 92% → 80% (12 points lost)
+    assert excess_error(0.90, 0.70, 0.92, 0.80) == pytest.approx(0.08)
+    assert excess_error(0.9, 0.8, 0.9, 0.8) == pytest.approx(0.0)
+
+
+def model(seed):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 10)).eval()
+
+
+def test_similarity_of_a_model_with_itself_and_with_another():
+    x = torch.randn(300, 1, 4, 4)
+    a = model(0)
+    same = similarity(copy.deepcopy(a), a, x, batch_size=64)
+    assert same == {"agreement": 1.0, "softmax_l2": 0.0}
+    other = similarity(model(1), a, x)
+    with torch.no_grad():
+        expected = (model(1)(x).argmax(1) == a(x).argmax(1)).float().mean().item()
+    assert other["agreement"] == pytest.approx(expected) and 0 < other["softmax_l2"] < 2**0.5
+
+
+def test_eps_agreement_falls_with_the_noise_and_is_reproducible():
+    x = torch.randn(200, 1, 4, 4)
+    a, b = model(0), copy.deepcopy(model(0))
+    with torch.no_grad():
+        b[1].weight.add_(0.3 * torch.randn_like(b[1].weight))
+    sample = eps_sample(x, 100)
+    assert len(sample) == 100 and torch.equal(sample, eps_sample(x, 100))
+    result = eps_agreement(b, a, sample, [0.0, 0.5, 3.0], draws=4)
+    assert result == eps_agreement(b, a, sample, [0.0, 0.5, 3.0], draws=4)
+    assert eps_agreement(a, a, sample, [3.0], draws=2) == {"3": 1.0}
+    assert set(result) == {"0", "0.5", "3"} and result["0"] >= result["3"]
+
+
+def record(pruner, sparsity, top1, dense=0.95, seed=0, corrupted=None, dense_corrupted=None):
+    r = {"dataset": "d", "arch": "a", "pruner": pruner, "seed": seed, "sparsity": sparsity, "top1": top1}
+    r["dense_top1"] = dense
+    if corrupted is not None:
+        r["corruption_top1"] = {"gaussian_noise": {"1": corrupted, "3": corrupted}}
+        r["dense_corruption_top1"] = {"gaussian_noise": {"1": dense_corrupted, "3": dense_corrupted}}
+        r["corruption_mean_top1"], r["dense_corruption_mean_top1"] = corrupted, dense_corrupted
+    return r
+
+
+def potentials(records, delta=0.5):
+    return {(e["pruner"], e["distribution"]): e for e in prune_potential(records, delta)}
+
+
+def test_prune_potential_is_the_largest_passing_sparsity_per_distribution():
+    rows = [
+        record("m", 0.50, 0.950, corrupted=0.80, dense_corrupted=0.80),
+        record("m", 0.75, 0.946, corrupted=0.70, dense_corrupted=0.80),  # within 0.5 points nominal
+        record("m", 0.90, 0.900, corrupted=0.60, dense_corrupted=0.80),
+    ]
+    out = potentials(rows)
+    assert out[("m", NOMINAL)]["prune_potential"] == 0.75 and not out[("m", NOMINAL)]["capped"]
+    assert out[("m", "gaussian_noise")]["prune_potential"] == 0.50
+    assert out[("m", SUITE)]["prune_potential"] == 0.50
+
+
+def test_a_passing_largest_sparsity_is_capped_and_gaps_do_not_stop_the_search():
+    rows = [record("m", 0.5, 0.90), record("m", 0.75, 0.95), record("r", 0.5, 0.2), record("r", 0.75, None)]
+    out = potentials(rows)
+    assert out[("m", NOMINAL)]["prune_potential"] == 0.75 and out[("m", NOMINAL)]["capped"]
+    # no cell passes: potential 0 (only the dense network itself); the errored cell takes no part
+    assert out[("r", NOMINAL)]["prune_potential"] == 0.0 and out[("r", NOMINAL)]["cells"] == 1
+    assert potentials([record("m", 0.5, 0.944)], delta=0.5)[("m", NOMINAL)]["prune_potential"] == 0.0
+    assert potentials([record("m", 0.5, 0.945)], delta=0.5)[("m", NOMINAL)]["prune_potential"] == 0.5
+
+
+def test_seeds_fold_into_mean_and_std():
+    rows = [record("m", 0.5, 0.95, seed=0), record("m", 0.75, 0.95, seed=0), record("m", 0.5, 0.95, seed=1)]
+    rows.append(record("m", 0.75, 0.90, seed=1))
+    (summary,) = potential_summary(prune_potential(rows, 0.5))
+    assert summary["prune_potential"] == pytest.approx(0.625) and summary["n"] == 2
+    assert summary["prune_potential_std"] == pytest.approx(0.1767767, rel=1e-5) and summary["capped"]
