@@ -1,0 +1,80 @@
+"""Evaluating N corrupted copies of the test set must cost ≤ 1.3× N plain evaluations of it.
+
+Both sides run in the same session on the embedded mnist5k test split (1,000 images, one CPU thread,
+batches of 500, inference mode): N plain passes over the test set, and ``shifted_top1`` over every
+corruption that applies to 1-channel images at severity 3 (N = 12), which corrupts each batch on the fly.
+
+    pytest benchmarks/test_corruption_cost.py -s --benchmark-columns=median,iqr,rounds
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pytest_prune.reference import load_pretrained
+from pytest_prune.registry import DATASETS, load_builtins
+from pytest_prune.robustness.corruptions import BATCH, PixelSpace
+from pytest_prune.robustness.measure import applicable, shifted_top1
+from pytest_prune.settings import CORRUPTION_NAMES
+from pytest_prune.train import torch_threads
+
+ARCHS = ["lenet300_100", "lenet5", "resnet20"]
+TARGET = 1.3
+
+
+@pytest.fixture(scope="module")
+def data():
+    load_builtins()
+    return DATASETS.get("mnist5k")()
+
+
+@pytest.fixture(scope="module")
+def corruptions(data):
+    names, _ = applicable(CORRUPTION_NAMES, data.input_shape[0])
+    return names
+
+
+@torch.inference_mode()
+def plain(model, data, times):
+    correct = 0
+    for _ in range(times):
+        for start in range(0, len(data.test_x), BATCH):
+            correct += int(
+                (model(data.test_x[start : start + BATCH]).argmax(1) == data.test_y[start : start + BATCH]).sum()
+            )
+    return correct
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_plain_evaluations(benchmark, medians, data, corruptions, arch, tmp_path):
+    model = load_pretrained("mnist5k", arch, data, tmp_path).model.eval()
+    benchmark.group = f"corruption-cost-{arch}"
+    with torch_threads(1):
+        benchmark.pedantic(plain, args=(model, data, len(corruptions)), rounds=3, warmup_rounds=1)
+    medians[("plain", arch)] = benchmark.stats.stats.median
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_corrupted_evaluations(benchmark, medians, data, corruptions, arch, tmp_path):
+    model = load_pretrained("mnist5k", arch, data, tmp_path).model.eval()
+    space = PixelSpace(data.normalisation, 1)
+    benchmark.group = f"corruption-cost-{arch}"
+    with torch_threads(1):
+        benchmark.pedantic(
+            shifted_top1, args=(model, data.test_x, data.test_y, space, corruptions, [3]), rounds=3, warmup_rounds=1
+        )
+    medians[("corrupted", arch)] = benchmark.stats.stats.median
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_corruption_cost_ratio(medians, corruptions, arch, record_property):
+    if ("plain", arch) not in medians or ("corrupted", arch) not in medians:
+        pytest.skip("needs both benchmarks of this module in the same run (not with --benchmark-disable)")
+    ratio = medians[("corrupted", arch)] / medians[("plain", arch)]
+    record_property("corruption_cost_ratio", ratio)
+    print(
+        f"\n{arch}: {len(corruptions)} corrupted evaluations = {ratio:.2f} x {len(corruptions)} plain ones "
+        f"({medians[('corrupted', arch)]:.3f} s vs {medians[('plain', arch)]:.3f} s)"
+    )
+    assert ratio <= TARGET, f"{arch}: corrupted evaluation costs {ratio:.2f}x plain; target ≤ {TARGET}x"
