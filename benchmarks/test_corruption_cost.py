@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import both
 
 from pytest_prune.reference import load_pretrained
 from pytest_prune.registry import DATASETS, load_builtins
@@ -69,12 +70,11 @@ def test_corrupted_evaluations(benchmark, medians, data, corruptions, arch, tmp_
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_corruption_cost_ratio(medians, corruptions, arch, record_property):
-    if ("plain", arch) not in medians or ("corrupted", arch) not in medians:
-        pytest.skip("needs both benchmarks of this module in the same run (not with --benchmark-disable)")
-    ratio = medians[("corrupted", arch)] / medians[("plain", arch)]
+    corrupted, plain_ = both(medians, ("corrupted", arch), ("plain", arch))
+    ratio = corrupted / plain_
     record_property("corruption_cost_ratio", ratio)
     print(
         f"\n{arch}: {len(corruptions)} corrupted evaluations = {ratio:.2f} x {len(corruptions)} plain ones "
-        f"({medians[('corrupted', arch)]:.3f} s vs {medians[('plain', arch)]:.3f} s)"
+        f"({corrupted:.3f} s vs {plain_:.3f} s)"
     )
     assert ratio <= TARGET, f"{arch}: corrupted evaluation costs {ratio:.2f}x plain; target ≤ {TARGET}x"

@@ -15,6 +15,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import both
 
 from pytest_prune.masks import MaskEnforcer, amount_for_model, derive_masks
 from pytest_prune.pruners.magnitude import global_magnitude
@@ -76,9 +77,8 @@ def test_masked_finetuning(benchmark, medians, data, arch, tmp_path):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_masked_throughput_ratio(medians, arch, record_property):
-    if ("bare", arch) not in medians or ("masked", arch) not in medians:
-        pytest.skip("needs both benchmarks of this module in the same run (not with --benchmark-disable)")
-    ratio = medians[("bare", arch)] / medians[("masked", arch)]
+    bare, masked = both(medians, ("bare", arch), ("masked", arch))
+    ratio = bare / masked
     record_property("throughput_ratio", ratio)
     print(
         f"\n{arch}: masked finetuning throughput = {ratio:.3f} x bare PyTorch loop "

@@ -10,12 +10,7 @@ from tabulate import tabulate
 
 from ..matrix import format_compression
 from ..robustness.potential import NOMINAL, SUITE, potential_summary
-
-
-def _pct(value: float | None, std: float | None = None) -> str:
-    if value is None:
-        return ""
-    return f"{value * 100:.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
+from .tables import _pct
 
 
 def shift_table(rows: list[dict[str, Any]]) -> str:

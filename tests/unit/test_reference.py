@@ -18,10 +18,21 @@ def test_every_builtin_pair_ships_verified_weights():
     from pytest_prune.cli import BUILTIN_PAIRS
 
     manifest = read_manifest()
-    assert sorted(manifest) == sorted(f"{d}/{a}" for d, a in BUILTIN_PAIRS)
-    for entry in manifest.values():
+    expected = [f"{d}/{a}{suffix}" for d, a in BUILTIN_PAIRS for suffix in ("", "/seed1")]
+    assert sorted(manifest) == sorted(expected)
+    for key, entry in manifest.items():
         assert reference.sha256_file(reference_dir() / entry["file"]) == entry["sha256"]
         assert {"top1", "recipe", "seed", "versions", "threads"} <= set(entry)
+        assert entry["seed"] == (1 if key.endswith("/seed1") else 0)
+
+
+def test_the_separately_trained_model_is_shipped_and_differs_from_the_parent(tmp_path):
+    data = digits()
+    parent = load_pretrained("digits", "lenet5", data, tmp_path)
+    separate = load_pretrained("digits", "lenet5", data, tmp_path, seed=reference.SEPARATE_SEED)
+    assert separate.source == "shipped" and separate.path.name == "digits-lenet5-seed1.pt"
+    assert separate.sha256 != parent.sha256
+    assert reference.manifest_key("digits", "lenet5", 1) == "digits/lenet5/seed1"
 
 
 def test_shipped_weights_load_and_match_the_manifest_accuracy(tmp_path):
