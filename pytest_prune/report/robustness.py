@@ -109,10 +109,10 @@ def robustness_tables(records: list[dict[str, Any]], delta: float) -> list[tuple
     from ..robustness.potential import prune_potential
     from .aggregate import summaries
 
-    entries = prune_potential(records, delta)
+    entries, cells = prune_potential(records, delta), summaries(records)
     out = []
     for dataset, arch in dict.fromkeys((r["dataset"], r["arch"]) for r in records):
-        rows = [r for r in summaries(records) if (r["dataset"], r["arch"]) == (dataset, arch)]
+        rows = [r for r in cells if (r["dataset"], r["arch"]) == (dataset, arch)]
         mine = [e for e in entries if (e["dataset"], e["arch"]) == (dataset, arch)]
         out.append((f"pytest-prune robustness: {dataset} / {arch}", robustness_text(rows, mine, delta)))
     return out

@@ -40,9 +40,10 @@ def prune_potential(records: Iterable[dict[str, Any]], delta_points: float) -> l
     for (dataset, arch, pruner, seed), group in groupby(finished, key=_key):
         cells = list(group)
         largest = max(r["sparsity"] for r in cells)
-        names = list(dict.fromkeys(name for r in cells for name in distributions(r)))
+        shifts = [(r["sparsity"], distributions(r)) for r in cells]
+        names = list(dict.fromkeys(name for _, by_name in shifts for name in by_name))
         for name in names:
-            tested = [(r["sparsity"], distributions(r)[name]) for r in cells if name in distributions(r)]
+            tested = [(sparsity, by_name[name]) for sparsity, by_name in shifts if name in by_name]
             passing = [s for s, (top1, dense) in tested if (1 - top1) <= (1 - dense) + delta_points / 100 + 1e-12]
             potential = max(passing, default=0.0)
             out.append(
