@@ -1,4 +1,4 @@
-"""The ``pytest-prune`` console script: train reference models, turn a results JSON into expectations."""
+"""The ``pytest-prune`` console script: train references, derive expectations, merge leaderboards, compare runs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from .settings import DEFAULT_TOLERANCE
 
 BUILTIN_PAIRS = [(d, a) for d in ("mnist5k", "digits") for a in ("lenet300_100", "lenet5", "resnet20")]
 
@@ -42,6 +44,60 @@ def _expect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _leaderboard(args: argparse.Namespace) -> int:
+    from .report.leaderboard import write_leaderboard
+    from .results import ResultsError, load_results, matrix_differences
+
+    try:
+        documents = [(Path(p), load_results(Path(p))) for p in args.results]
+    except ResultsError as exc:
+        print(f"pytest-prune leaderboard: {exc}", file=sys.stderr)
+        return 2
+    first_path, first = documents[0]
+    records: dict[tuple, dict] = {}
+    for path, document in documents:
+        differences = matrix_differences(first["environment"], document["environment"])
+        if differences:
+            print(
+                f"pytest-prune leaderboard: {path} and {first_path} come from different matrices "
+                f"({'; '.join(differences)}); their cells are not comparable",
+                file=sys.stderr,
+            )
+            return 2
+        for record in document["results"]:
+            key = (record["dataset"], record["arch"], record["pruner"], record["compression"], record["seed"])
+            if key in records:
+                print(f"note: {record['id']} is in several files; using {path}", file=sys.stderr)
+            records[key] = record
+    merged = [records[k] for k in sorted(records)]
+    for message in write_leaderboard(Path(args.output), merged, first["environment"], [p.name for p, _ in documents]):
+        print(f"note: {message}", file=sys.stderr)
+    print(f"wrote the leaderboard of {len(merged)} records to {args.output}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .gate import compare, verdict
+    from .results import ResultsError, load_results, matrix_differences
+
+    try:
+        baseline, current = load_results(Path(args.baseline)), load_results(Path(args.current))
+    except ResultsError as exc:
+        print(f"pytest-prune compare: {exc}", file=sys.stderr)
+        return 2
+    differences = matrix_differences(baseline["environment"], current["environment"])
+    if differences:
+        print(
+            f"pytest-prune compare: {args.current} and {args.baseline} come from different matrices "
+            f"({'; '.join(differences)})",
+            file=sys.stderr,
+        )
+        return 2
+    findings = compare(baseline["results"], current["results"], args.tolerance)
+    print("\n".join(verdict(findings, args.baseline)))
+    return 1 if any(f.regression for f in findings) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pytest-prune`` command."""
     parser = argparse.ArgumentParser(prog="pytest-prune", description=__doc__)
@@ -65,6 +121,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     expect.add_argument("-o", "--output", default="reference_models/expectations.json")
     expect.add_argument("--margin", type=float, default=1.5, help="points below the measured top-1 (default 1.5)")
     expect.set_defaults(run=_expect)
+    board = commands.add_parser("leaderboard", help="merge results JSON files into a markdown leaderboard")
+    board.add_argument("results", nargs="+", help="results JSON files written by --prune-json (merged)")
+    board.add_argument("-o", "--output", default="LEADERBOARD.md", help="markdown file; plots go beside it")
+    board.set_defaults(run=_leaderboard)
+    cmp = commands.add_parser(
+        "compare", help="exit 1 when CURRENT regressed against BASELINE (top-1, compression, MACs, missing cells)"
+    )
+    cmp.add_argument("baseline", help="results JSON of the reference run")
+    cmp.add_argument("current", help="results JSON of the run to check")
+    cmp.add_argument(
+        "--tolerance", type=float, default=DEFAULT_TOLERANCE, help="top-1 points a cell may lose (default %(default)s)"
+    )
+    cmp.set_defaults(run=_compare)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -30,13 +30,17 @@ def _settings(config: pytest.Config) -> Any:
 
 @pytest.fixture(scope="session")
 def _prune_store(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    from .cache import CellCache
     from .pipeline import Store
+    from .progress import for_config
 
-    # Trained references persist in pytest's cache (--cache-clear wipes it); without the cache plugin
-    # they live for this session only.
+    # Trained references and finished cells persist in pytest's cache (--cache-clear wipes it); without
+    # the cache plugin references live for this session only and cells are not cached.
+    settings = _settings(pytestconfig)
     cache = getattr(pytestconfig, "cache", None)
     folder = cache.mkdir("pytest_prune") if cache is not None else tmp_path_factory.mktemp("pytest_prune")
-    return Store(_settings(pytestconfig), folder)
+    cells = CellCache(None if cache is None or settings.no_cache else folder / "cells")
+    return Store(settings, folder, cells, for_config(pytestconfig, settings.progress))
 
 
 @pytest.fixture(scope="session")
@@ -100,10 +104,28 @@ def finetuned_model(_prune_cell: Cell, _prune_record: dict[str, Any]) -> Any:
     return copy.deepcopy(_run(_prune_cell, _prune_record, "finetuned"))
 
 
+JUNIT_KEYS = (
+    "top1",
+    "dense_top1",
+    "compression_achieved",
+    "theoretical_speedup",
+    "structural_speedup",
+    "excess_error",
+    "cache",
+)
+"""Record fields also written as ``prune_<key>`` properties (JUnit XML ``<property>``), for CI dashboards."""
+
+
 @pytest.fixture
-def prune_result(_prune_cell: Cell, _prune_record: dict[str, Any]) -> PruneResult:
+def prune_result(_prune_cell: Cell, _prune_record: dict[str, Any], request: pytest.FixtureRequest) -> PruneResult:
     """Everything measured for the cell: accuracies (fractions), params, compression, MACs, speedup, latency."""
     _run(_prune_cell, _prune_record, "speed")
     if _prune_cell.store.settings.robustness:
         _run(_prune_cell, _prune_record, "robustness")
+    properties = request.node.user_properties
+    for key in JUNIT_KEYS:
+        if _prune_record.get(key) is not None:
+            properties.append((f"prune_{key}", _prune_record[key]))
+    for batch, speedup in sorted((_prune_record.get("measured_speedup") or {}).items(), key=lambda kv: int(kv[0])):
+        properties.append((f"prune_measured_speedup_batch{batch}", speedup))
     return PruneResult.from_fields(_prune_record)

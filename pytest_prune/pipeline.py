@@ -19,19 +19,24 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from .cache import CellCache, CorruptEntry, Entry, digest, harness_source, source_of
 from .data.base import Batches, ImageDataset
 from .masks import MaskEnforcer, MaskError, amount_for_model, check_compression, derive_masks
 from .matrix import Case
 from .metrics import count_macs, count_params, macs_summary, uncounted_modules
 from .metrics.compaction import Compaction, compact
 from .metrics.latency import Timing, measure, probe_inputs, synchroniser
+from .progress import Progress
 from .reference import Pretrained, load_pretrained
-from .registry import DATASETS, PRUNERS
+from .registry import ARCHITECTURES, DATASETS, PRUNERS
 from .settings import Settings
 from .train import FINETUNE, evaluate, seed_everything, torch_threads, train
 
 T = TypeVar("T")
 CELL_CACHE_SIZE = 8
+CACHE_FIELDS = frozenset({"cache", "cache_key"})
+"""Record fields about the cache itself, never stored in it."""
+_MISSING = object()
 
 
 class PrunerError(RuntimeError):
@@ -96,9 +101,14 @@ def cached(table: dict, key: Any, make: Callable[[], T]) -> T:
 class Store:
     """Per-process session cache of datasets, dense models and recent cells."""
 
-    def __init__(self, settings: Settings, cache_dir: Path) -> None:
+    def __init__(
+        self, settings: Settings, cache_dir: Path, cells: CellCache | None = None, progress: Progress | None = None
+    ) -> None:
         self.settings, self.cache_dir = settings, cache_dir
+        self.cells = cells if cells is not None else CellCache(None)
+        self.progress = progress if progress is not None else Progress(None)
         self._datasets: dict[str, Any] = {}
+        self._dataset_digests: dict[str, str] = {}
         self._dense: dict[tuple[str, str], Any] = {}
         self._dense_latency: dict[tuple[str, str, int], Any] = {}
         self._dense_robustness: dict[tuple[str, str], Any] = {}
@@ -112,9 +122,16 @@ class Store:
             if not isinstance(data, ImageDataset):
                 raise TypeError(f"dataset factory {name!r} returned {type(data).__name__}, not ImageDataset")
             data.validate(name)
+            if self.cells.enabled:
+                self._dataset_digests[name] = data_digest(data)
             return data.to(self.settings.device)
 
         return cached(self._datasets, name, make)
+
+    def dataset_digest(self, name: str) -> str:
+        """sha256 of the dataset's tensors (computed when it is loaded with the cell cache on)."""
+        self.dataset(name)
+        return self._dataset_digests[name]
 
     def dense(self, dataset_name: str, arch: str) -> Dense:
         """The shared dense model of (dataset, arch), measured once per session."""
@@ -122,7 +139,14 @@ class Store:
         def make() -> Dense:
             data = self.dataset(dataset_name)
             with torch_threads(self.settings.threads):
-                pretrained = load_pretrained(dataset_name, arch, data.to("cpu"), self.cache_dir, self.settings.threads)
+                pretrained = load_pretrained(
+                    dataset_name,
+                    arch,
+                    data.to("cpu"),
+                    self.cache_dir,
+                    self.settings.threads,
+                    progress=self.progress,
+                )
                 model = pretrained.model.to(self.settings.device).eval()
                 top1, top5 = evaluate(model, data.test_x, data.test_y)
                 macs, _ = macs_summary(count_macs(model, data.input_shape))
@@ -159,13 +183,118 @@ class Store:
         return self._cells[case]
 
 
+def data_digest(data: ImageDataset) -> str:
+    """sha256 over a dataset's train and test tensors (values, dtypes and shapes)."""
+    sha = hashlib.sha256()
+    for tensor in (data.train_x, data.train_y, data.test_x, data.test_y):
+        cpu = tensor.detach().cpu().contiguous()
+        sha.update(f"{cpu.dtype}{tuple(cpu.shape)}".encode())
+        sha.update(cpu.view(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()
+
+
 class Cell:
-    """The lazily computed stages of one case; ``fields`` accumulates the result record."""
+    """The lazily computed stages of one case; ``fields`` accumulates the result record.
+
+    With the cell cache on, every stage (finetune, speed, robustness) is looked up before it is computed
+    and stored when it finishes; ``fields["cache"]`` says which happened.
+    """
 
     def __init__(self, store: Store, case: Case) -> None:
         self.store, self.case = store, case
         self.fields: dict[str, Any] = {}
         self._stages: dict[str, Any] = {}
+        self._served: list[str] = []  # stages taken from the cache
+        self._computed: list[str] = []  # stages computed (and stored, when the cache is on)
+
+    def _note_stage(self, stage: str, served: bool) -> None:
+        (self._served if served else self._computed).append(stage)
+        if not self.store.cells.enabled:
+            return
+        note = self.fields.get("cache", "")
+        recomputed = note if note.startswith("recomputed") else None
+        if recomputed:
+            return
+        if not self._computed:
+            self.fields["cache"] = "cached"
+        elif not self._served:
+            self.fields["cache"] = "computed"
+        else:
+            self.fields["cache"] = f"cached {', '.join(self._served)}; computed {', '.join(self._computed)}"
+
+    def _material(self) -> dict[str, Any] | str:
+        """What determines this cell's numbers (the cache key's content), or why it cannot be cached."""
+        case, settings = self.case, self.store.settings
+        sources = {
+            "pruner": source_of(PRUNERS.get(case.pruner)),
+            "arch": source_of(ARCHITECTURES.get(case.arch)),
+            "dataset": source_of(DATASETS.get(case.dataset)),
+        }
+        unreadable = [kind for kind, sha in sources.items() if sha is None]
+        if unreadable:
+            return f"off: the source code of the {' and '.join(unreadable)} cannot be read, so changes would go unseen"
+        return {
+            "harness": harness_source(),
+            "torch": torch.__version__,
+            "sources": sources,
+            "dataset": case.dataset,
+            "dataset_sha256": self.store.dataset_digest(case.dataset),
+            "arch": case.arch,
+            "weights_sha256": self.store.dense(case.dataset, case.arch).pretrained.sha256,
+            "pruner": case.pruner,
+            "compression": case.compression,
+            "seed": case.seed,
+            "epochs": settings.epochs,
+            "schedule": settings.schedule,
+            "threads": settings.threads,
+            "device": torch.device(settings.device).type,  # cuda:auto workers share entries across GPUs
+            "finetune": FINETUNE.with_epochs(settings.epochs).to_dict(),
+        }
+
+    def entry(self) -> Entry | None:
+        """This cell's cache entry (loaded, or fresh to be filled); None with the cache off."""
+        return cached(self._stages, "entry", self._lookup)
+
+    def _lookup(self) -> Entry | None:
+        cells = self.store.cells
+        if not cells.enabled:
+            self.fields["cache"] = "off"
+            return None
+        self.dense()
+        material = self._material()
+        if isinstance(material, str):
+            self.fields["cache"] = material
+            return None
+        key = digest(material)
+        self.fields["cache_key"] = key
+        try:
+            entry = cells.load(key)
+            if entry is not None:
+                cells.verify(entry)
+        except CorruptEntry as exc:
+            self.fields["cache"] = f"recomputed: the cache entry was corrupt ({exc})"
+            entry = None
+        if entry is None:
+            return Entry(key, material)
+        self.fields.update(entry.stages["finetune"]["fields"])
+        return entry
+
+    def _stage(self, name: str, material: Any, compute: Callable[[], Any]) -> None:
+        """Run ``compute`` (after finetuning) unless the cache holds this stage for ``material``; store it."""
+        entry = self.entry()
+        key = None if entry is None else digest([entry.key, name, material])
+        if entry is not None and (stored := entry.stage(name, key)) is not None:
+            self.fields.update(stored)
+            self._note_stage(name, served=True)
+            return
+        self.finetuned()
+        before = copy.deepcopy(self.fields)
+        compute()
+        self._note_stage(name, served=False)
+        if entry is not None:
+            changed = {k: v for k, v in self.fields.items() if k not in CACHE_FIELDS and before.get(k, _MISSING) != v}
+            entry.stages[name] = {"key": key, "fields": changed}
+            self.store.cells.save(entry)
 
     @property
     def _threads(self) -> Any:
@@ -274,7 +403,8 @@ class Cell:
         with self._threads:
             seed_everything(self.case.seed)
             start = time.perf_counter()
-            train(model, data, recipe, self.case.seed, after_step=enforce)
+            label = f"{self.case.id}: finetuning"
+            train(model, data, recipe, self.case.seed, enforce, self.store.progress.callback(label, recipe.epochs))
             seconds = self.fields.setdefault("seconds", {})
             seconds["finetune"] = round(seconds.get("finetune", 0.0) + time.perf_counter() - start, 4)
             params = dict(model.named_parameters())
@@ -290,22 +420,48 @@ class Cell:
         return cached(self._stages, "finetuned", self._finetune)
 
     def _finetune(self) -> nn.Module:
+        entry = self.entry()
+        if entry is not None and "finetune" in entry.stages:
+            try:
+                model = copy.deepcopy(self.dense().model)
+                model.load_state_dict(self.store.cells.weights(entry))
+                self._note_stage("finetune", served=True)
+                return model.to(self.store.settings.device).eval()
+            except (CorruptEntry, RuntimeError) as exc:
+                self.fields["cache"] = f"recomputed: the cache entry was corrupt ({exc})"
+                entry.stages.clear()
         pruned = self.pruned()
         model = copy.deepcopy(pruned.model)
         self.fields["top1"], self.fields["top5"] = self._train(model, pruned.masks)
         if "rounds" in self.fields:
             self.fields["rounds"][-1]["top1"] = self.fields["top1"]
+        self._note_stage("finetune", served=False)
+        if entry is not None:
+            stored = {k: v for k, v in self.fields.items() if k not in CACHE_FIELDS}
+            entry.stages = {"finetune": {"key": entry.key, "fields": copy.deepcopy(stored)}}
+            self.store.cells.save(entry, model.state_dict())
         return model
 
-    def speed(self) -> Compaction:
-        """Compact the finetuned model, count its structural MACs and time dense, masked and compacted models."""
-        return cached(self._stages, "speed", self._speed)
+    def compaction(self) -> Compaction:
+        """The finetuned model physically compacted where its zero filters allow (else the masked model)."""
 
-    def _speed(self) -> Compaction:
+        def make() -> Compaction:
+            with self._threads:
+                return compact(self.finetuned(), self.store.dataset(self.case.dataset).test_x[:256])
+
+        return cached(self._stages, "compaction", make)
+
+    def speed(self) -> None:
+        """Count the structural MACs of the compacted model and time the dense, masked and compacted models."""
+        settings = self.store.settings
+        material = {"latency_batches": list(settings.latency_batches), "latency_repeats": settings.latency_repeats}
+        cached(self._stages, "speed", lambda: self._stage("speed", material, self._speed))
+
+    def _speed(self) -> None:
         model, settings = self.finetuned(), self.store.settings
         data = self.store.dataset(self.case.dataset)
+        compaction = self.compaction()
         with self._threads:
-            compaction = compact(model, data.test_x[:256])
             structural, _ = macs_summary(count_macs(compaction.model, data.input_shape))
         self.fields.update(
             compacted=compaction.compacted,
@@ -333,13 +489,21 @@ class Cell:
             measured_speedup={b: medians["dense"][b] / t.median_ms for b, t in pruned.items()},
             latency_note=synchroniser(settings.device)[1],
         )
-        return compaction
 
     def robustness(self) -> None:
         """Corrupted accuracy, excess error and functional similarity of the finetuned model."""
-        cached(self._stages, "robustness", self._robustness)
-
-    def _robustness(self) -> None:
         from .robustness.stage import cell_robustness
 
-        cell_robustness(self, self.finetuned())
+        settings = self.store.settings
+        material = {
+            "corruptions": list(settings.corruptions),
+            "severities": list(settings.severities),
+            "eps": list(settings.eps),
+            "eps_images": settings.eps_images,
+            "eps_draws": settings.eps_draws,
+        }
+        cached(
+            self._stages,
+            "robustness",
+            lambda: self._stage("robustness", material, lambda: cell_robustness(self, self.finetuned())),
+        )

@@ -15,7 +15,7 @@ import pytest
 from . import fixtures
 from .fixtures import PUBLIC_FIXTURES
 from .registry import SpecError
-from .settings import OPTIONS, Settings, SettingsError, build
+from .settings import OPTIONS, Settings, SettingsError, build, resolve_device
 
 SETTINGS = pytest.StashKey[Settings]()
 MATRIX = pytest.StashKey[list]()
@@ -56,9 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = build(_raw_options(config))
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[SETTINGS] = settings
     if settings.device != "cpu":
-        _check_device(settings.device)
+        settings = _check_device(settings, getattr(config, "workerinput", {}).get("workerid"))
+    config.stash[SETTINGS] = settings
     config.pluginmanager.register(fixtures, "pytest_prune.fixtures")
     explicit = settings.bench or settings.conformance or settings.pruners_given
     if explicit or config.getoption("prune_dataset") or config.getoption("prune_arch"):
@@ -66,13 +66,38 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controller (or a plain run) gathers records
         from .results import Collector
 
-        config.pluginmanager.register(Collector(settings), "pytest_prune.collector")
+        baseline = _baseline(settings) if settings.baseline is not None else None
+        config.pluginmanager.register(Collector(settings, baseline), "pytest_prune.collector")
 
 
-def _check_device(device: str) -> None:
-    """A device torch cannot use is a usage error, not an error in every cell."""
+def _baseline(settings: Settings) -> dict[str, Any]:
+    """The --prune-baseline results, checked before any work: unreadable or incomparable is a usage error."""
+    from .results import ResultsError, environment, load_results, matrix_differences
+
+    assert settings.baseline is not None
+    try:
+        document = load_results(settings.baseline)
+    except ResultsError as exc:
+        raise pytest.UsageError(f"--prune-baseline: {exc}") from None
+    differences = matrix_differences(document["environment"], environment(settings))
+    if differences:
+        raise pytest.UsageError(
+            f"--prune-baseline: {settings.baseline} comes from a different matrix ({'; '.join(differences)}); "
+            "run with the baseline's settings or record a new baseline"
+        )
+    return document
+
+
+def _check_device(settings: Settings, worker: str | None) -> Settings:
+    """Resolve ``cuda:auto`` for this process; a device torch cannot use is a usage error, not a cell error."""
+    import dataclasses
+
     import torch
 
+    try:
+        device = resolve_device(settings.device, worker, torch.cuda.device_count())
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
     try:
         parsed = torch.device(device)
     except RuntimeError as exc:
@@ -84,6 +109,7 @@ def _check_device(device: str) -> None:
         )
     if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
         raise pytest.UsageError(f"--prune-device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+    return dataclasses.replace(settings, device=device)
 
 
 def _matrix(config: pytest.Config) -> list:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .data.base import ImageDataset
+from .progress import Progress
 from .registry import ARCHITECTURES, DATASETS
 from .train import PRETRAIN, Recipe, evaluate, seed_everything, torch_threads, train
 
@@ -187,6 +188,7 @@ def load_pretrained(
     cache_dir: Path,
     threads: int = 1,
     seed: int = REFERENCE_SEED,
+    progress: Progress | None = None,
 ) -> Pretrained:
     """The dense model for (dataset, arch): shipped weights if the manifest has them, else trained once and cached.
 
@@ -212,7 +214,8 @@ def load_pretrained(
             except WeightsError:
                 seed_everything(seed)  # a corrupt cache entry: retrain it
                 model = build_model(arch, data, dataset_name)
-        payload = train_reference(model, data, PRETRAIN, threads, seed=seed)
+        report = None if progress is None else progress.callback(f"training reference {key}", PRETRAIN.epochs)
+        payload = train_reference(model, data, PRETRAIN, threads, report, seed)
         atomic_write_bytes(path, payload)
         digest = hashlib.sha256(payload).hexdigest()
         atomic_write_bytes(sidecar, digest.encode())

@@ -78,6 +78,8 @@ RECORD_FIELDS = (
     "weights",
     "weights_sha256",
     "seconds",
+    "cache",
+    "cache_key",
     "tests",
 )
 """Keys of one record, in output order. Accuracies are fractions in [0, 1]; ``required_top1`` too."""
@@ -205,16 +207,21 @@ def _crash_message(report: Any) -> str:
 class Collector:
     """Controller-side plugin: merges the records of all reports, writes JSON, prints the tables."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, baseline: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self.records: dict[str, dict[str, Any]] = {}
+        self.durations: dict[str, float] = {}
         self.environment = environment(settings)
+        self.baseline = baseline
+        self.findings: list[Any] = []
+        self.messages: list[str] = []
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         record = next((value for key, value in report.user_properties if key == PROPERTY), None)
         if record is None:
             return
         merged = self.records.setdefault(record["id"], {"tests": [], "outcome": "passed", "error": None})
+        self.durations[record["id"]] = self.durations.get(record["id"], 0.0) + getattr(report, "duration", 0.0)
         outcome = (
             {"setup": "error", "teardown": "error"}.get(report.when, "failed")
             if report.failed
@@ -239,16 +246,57 @@ class Collector:
     def write(self) -> None:
         """Rewrite the JSON file with every record so far."""
         if self.settings.json_path is not None:
-            if "torch" not in self.environment and "torch" in sys.modules:
-                self.environment["torch"] = sys.modules["torch"].__version__
+            self._torch_version()
             write_json(self.settings.json_path, self.environment, self.sorted_records())
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    def pytest_sessionfinish(self, session: Any) -> None:
+        """Write the JSON and the leaderboard, and apply the baseline gate (a regression fails the session)."""
         if not self.records:
+            if self.baseline is not None:
+                self.messages.append("baseline gate: no pytest-prune cell ran, nothing compared")
+            return
+        self._torch_version()
+        if self.settings.json_path is not None:
+            self.write()
+            self.messages.append(f"results JSON written to {self.settings.json_path}")
+        if self.settings.leaderboard is not None:
+            from .report.leaderboard import write_leaderboard
+
+            self.messages += write_leaderboard(self.settings.leaderboard, self.sorted_records(), self.environment)
+            self.messages.append(f"leaderboard written to {self.settings.leaderboard}")
+        if self.baseline is not None:
+            from .gate import compare
+
+            self.findings = compare(self.baseline["results"], self.sorted_records(), self.settings.tolerance)
+            if any(f.regression for f in self.findings) and session.exitstatus == 0:
+                session.exitstatus = 1  # pytest.ExitCode.TESTS_FAILED
+
+    def _torch_version(self) -> None:
+        if "torch" not in self.environment and "torch" in sys.modules:
+            self.environment["torch"] = sys.modules["torch"].__version__
+
+    def counts(self) -> str:
+        """``30 cells: 28 passed, 1 failed, 1 error; 18 from the cache; 71.2 s in cells``."""
+        records = self.records.values()
+        outcomes = [r["outcome"] for r in records]
+        parts = [f"{outcomes.count(o)} {o}" for o in ("passed", "failed", "error", "skipped") if outcomes.count(o)]
+        text = f"{len(outcomes)} cell(s): {', '.join(parts)}"
+        notes = [r.get("cache") or "" for r in records]
+        if any(notes):
+            cached = notes.count("cached")
+            partly = sum(n.startswith("cached ") for n in notes)
+            text += f"; {cached} from the cache" + (f", {partly} partly" if partly else "")
+            recomputed = sum(n.startswith("recomputed") for n in notes)
+            if recomputed:
+                text += f", {recomputed} recomputed over a corrupt cache entry"
+        return text + f"; {sum(self.durations.values()):.1f} s in cells"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.records and not self.messages:
             return
         from .report.tables import summary_tables
 
-        tables = summary_tables(self.sorted_records())
+        tables = summary_tables(self.sorted_records()) if self.records else []
         if self.settings.robustness:
             from .report.robustness import robustness_tables
 
@@ -256,6 +304,62 @@ class Collector:
         for title, table in tables:
             terminalreporter.write_sep("=", title)
             terminalreporter.write_line(table)
-        if self.settings.json_path is not None:
-            self.write()
-            terminalreporter.write_line(f"pytest-prune: results JSON written to {self.settings.json_path}")
+        if self.records:
+            terminalreporter.write_sep("-", "pytest-prune: " + self.counts())
+        for message in self.messages:
+            terminalreporter.write_line(f"pytest-prune: {message}")
+        if self.baseline is not None and self.records:
+            from .gate import verdict
+
+            regressed = any(f.regression for f in self.findings)
+            for i, line in enumerate(verdict(self.findings, str(self.settings.baseline))):
+                terminalreporter.write_line(
+                    ("pytest-prune baseline gate: " if i == 0 else "") + line, red=regressed, green=not regressed
+                )
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be used; the message names the file and what is wrong with it."""
+
+
+MATRIX_SETTINGS = ("epochs", "schedule", "threads", "device")
+"""Environment settings that change every number: results that differ in them are not comparable."""
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """Read and validate a results JSON written by ``--prune-json`` (raises ResultsError saying what is wrong)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"{path}: no such results file; write one with `pytest --prune-json {path}`")
+    try:
+        document = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not a text file, so not a pytest-prune results JSON") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsError(
+            f"{path}: truncated or not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            "re-run pytest --prune-json to write it again"
+        ) from None
+    if not isinstance(document, dict) or "schema" not in document:
+        raise ResultsError(f"{path}: not a pytest-prune results JSON (no 'schema' key)")
+    if document["schema"] != SCHEMA:
+        raise ResultsError(
+            f"{path}: results schema {document['schema']!r}; this pytest-prune reads {SCHEMA!r} "
+            "(re-run the benchmark with this version)"
+        )
+    results = document.get("results")
+    needed = ("dataset", "arch", "pruner", "compression", "seed")
+    if not isinstance(results, list) or not all(isinstance(r, dict) and all(k in r for k in needed) for r in results):
+        raise ResultsError(f"{path}: 'results' must be a list of records with {', '.join(needed)}")
+    if not isinstance(document.get("environment"), dict):
+        raise ResultsError(f"{path}: no 'environment' object")
+    return document
+
+
+def matrix_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """How two results environments differ in settings that change every number (empty: comparable)."""
+    return [
+        f"{key} {a.get(key)!r} vs {b.get(key)!r}"
+        for key in MATRIX_SETTINGS
+        if a.get(key) is not None and b.get(key) is not None and a.get(key) != b.get(key)
+    ]

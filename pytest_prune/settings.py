@@ -33,6 +33,8 @@ CORRUPTION_NAMES = (
 )
 """The corruption suite of ``--prune-robustness`` (pytest_prune.robustness.corruptions holds the code)."""
 DEFAULT_EPS = (0.1, 0.2, 0.3, 0.5, 0.7)
+DEFAULT_TOLERANCE = 1.0
+DEFAULT_PROGRESS = 10.0
 
 
 class SettingsError(ValueError):
@@ -93,7 +95,12 @@ OPTIONS = (
         "geometric path to the target compression, each round finetuning --prune-epochs epochs)",
         metavar="SCHEDULE",
     ),
-    Option("device", "torch device for pruning, finetuning and evaluation (default cpu)", metavar="DEVICE"),
+    Option(
+        "device",
+        "torch device for pruning, finetuning and evaluation (default cpu); cuda:auto gives xdist worker gwN "
+        "the GPU N mod the GPU count",
+        metavar="DEVICE",
+    ),
     Option(
         "threads",
         f"torch CPU threads per cell (default {DEFAULT_THREADS}; results depend on it bit for "
@@ -136,6 +143,34 @@ OPTIONS = (
     Option("eps_draws", "noise draws per image and eps (default 10)", metavar="N"),
     Option("json", "write the results JSON to PATH (rewritten after every cell)", metavar="PATH"),
     Option(
+        "leaderboard",
+        "write a markdown leaderboard to PATH at the end of the session, with plots beside it (matplotlib)",
+        metavar="PATH",
+    ),
+    Option(
+        "baseline",
+        "results JSON of an earlier run: fail the session when a cell's top-1 falls more than --prune-tolerance "
+        "below it, its compression or MACs change, or one of its cells is missing",
+        metavar="PATH",
+    ),
+    Option(
+        "tolerance",
+        f"points of top-1 a cell may lose against --prune-baseline (default {DEFAULT_TOLERANCE:g}; with repeats, "
+        "beyond two standard errors of the difference)",
+        metavar="POINTS",
+    ),
+    Option(
+        "no_cache",
+        "neither read nor write the content-keyed cell cache (results are always recomputed)",
+        "bool",
+    ),
+    Option(
+        "progress",
+        f"report training/finetuning progress when an activity has run SECONDS since its last report "
+        f"(default {DEFAULT_PROGRESS:g}; 0 = every epoch; 'off')",
+        metavar="SECONDS",
+    ),
+    Option(
         "max_drop",
         "fail a cell whose top-1 falls more than POINTS below the dense model "
         "(used where no shipped expectation applies; default 5)",
@@ -176,6 +211,11 @@ class Settings:
     eps: tuple[float, ...] = DEFAULT_EPS
     eps_images: int = 250
     eps_draws: int = 10
+    leaderboard: Path | None = None
+    baseline: Path | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+    no_cache: bool = False
+    progress: float | None = DEFAULT_PROGRESS
 
     @property
     def schedule(self) -> str:
@@ -191,6 +231,20 @@ class Settings:
     def effective_max_drop(self) -> float:
         """The top-1 drop allowed where no shipped expectation applies (points)."""
         return DEFAULT_MAX_DROP if self.max_drop is None else self.max_drop
+
+
+def resolve_device(device: str, worker: str | None, cuda_count: int) -> str:
+    """``cuda:auto`` → ``cuda:(N mod cuda_count)`` for xdist worker ``gwN`` (``cuda:0`` outside xdist).
+
+    Any other device is returned unchanged. One GPU per worker: ``-n 4 --prune-device cuda:auto`` on a
+    4-GPU host puts each worker on its own GPU.
+    """
+    if device != "cuda:auto":
+        return device
+    if cuda_count < 1:
+        raise SettingsError("--prune-device cuda:auto: no CUDA device is available; use --prune-device cpu")
+    index = int(worker[2:]) if worker and worker.startswith("gw") and worker[2:].isdigit() else 0
+    return f"cuda:{index % cuda_count}"
 
 
 def split_list(values: Sequence[str] | str | None) -> tuple[str, ...]:
@@ -319,4 +373,13 @@ def build(raw: dict[str, Any]) -> Settings:
         settings["device"] = str(raw["device"])
     if raw.get("json"):
         settings["json_path"] = Path(str(raw["json"]))
+    for key in ("leaderboard", "baseline"):
+        if raw.get(key):
+            settings[key] = Path(str(raw[key]))
+    if raw.get("tolerance") not in (None, ""):
+        settings["tolerance"] = _number("tolerance", str(raw["tolerance"]), float, 0)
+    settings["no_cache"] = bool(raw.get("no_cache"))
+    if raw.get("progress") not in (None, ""):
+        text = str(raw["progress"]).strip().lower()
+        settings["progress"] = None if text == "off" else _number("progress", text, float, 0)
     return Settings(**settings)

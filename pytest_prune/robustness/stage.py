@@ -43,7 +43,13 @@ def dense_robustness(store: Store, dataset_name: str, arch: str) -> dict[str, An
             parent, data.test_x, data.test_y, pixel_space(data, dataset_name), corruptions, settings.severities
         )
         separate = load_pretrained(
-            dataset_name, arch, data.to("cpu"), store.cache_dir, settings.threads, seed=SEPARATE_SEED
+            dataset_name,
+            arch,
+            data.to("cpu"),
+            store.cache_dir,
+            settings.threads,
+            seed=SEPARATE_SEED,
+            progress=store.progress,
         )
         model = separate.model.to(settings.device).eval()
         reference = functional_similarity(model, parent, data.test_x, settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch  # imported here, not in a test: pytester drops modules first imported inside a test
 from plugin.conftest import FAST, records
@@ -59,15 +61,26 @@ def test_one_test_per_cell_with_table_and_json(pytester, xdist):
         assert 0 < row["top1"] <= 1 and row["macs"] < row["dense_macs"]
 
 
-def test_serial_and_xdist_records_are_identical(pytester):
-    args = ("--prune-bench", *FAST, "--prune-compression=2,8", "--prune-max-drop=100")
-    pytester.runpytest(*args, "--prune-json=serial.json").assert_outcomes(passed=6)
-    pytester.runpytest(*args, "--prune-json=xdist.json", "-n", "2").assert_outcomes(passed=6)
+def test_serial_and_xdist_records_and_leaderboards_are_identical(pytester):
+    # --prune-no-cache: both runs compute every cell (a warm cache would make the second run a copy)
+    args = ("--prune-bench", *FAST, "--prune-compression=2,8", "--prune-max-drop=100", "--prune-no-cache")
+    pytester.runpytest(*args, "--prune-json=serial.json", "--prune-leaderboard=serial/LB.md").assert_outcomes(passed=6)
+    pytester.runpytest(*args, "--prune-json=xdist.json", "--prune-leaderboard=xdist/LB.md", "-n", "2").assert_outcomes(
+        passed=6
+    )
 
     def strip(rows):
         return [{k: v for k, v in r.items() if k not in TIMED_FIELDS} for r in rows]
 
-    assert strip(records(pytester.path / "serial.json")) == strip(records(pytester.path / "xdist.json"))
+    serial, parallel = records(pytester.path / "serial.json"), records(pytester.path / "xdist.json")
+    assert {r["cache"] for r in serial + parallel} == {"off"}
+    assert strip(serial) == strip(parallel)
+
+    def board(name):  # measured latency speedups are measurements of the moment: mask them
+        return re.sub(r" / [0-9.]+x @\d+", " / (measured)", (pytester.path / name / "LB.md").read_text())
+
+    assert board("serial") == board("xdist")
+    assert "| 1      | `global_magnitude`" in board("serial") or "| 1      | `layer_magnitude`" in board("serial")
 
 
 def test_k_and_m_select_cells(pytester, xdist):

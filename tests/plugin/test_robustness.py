@@ -63,9 +63,9 @@ def test_robustness_fields_potential_and_tables(pytester, xdist):
 
 
 def test_serial_and_xdist_robustness_agree(pytester):
-    pytester.runpytest(*ROBUST).assert_outcomes(passed=4)
+    pytester.runpytest(*ROBUST, "--prune-no-cache").assert_outcomes(passed=4)
     serial = json.loads((pytester.path / "out.json").read_text())
-    pytester.runpytest(*ROBUST, "-n", "2").assert_outcomes(passed=4)
+    pytester.runpytest(*ROBUST, "--prune-no-cache", "-n", "2").assert_outcomes(passed=4)
     parallel = json.loads((pytester.path / "out.json").read_text())
     assert serial["prune_potential"] == parallel["prune_potential"]
     keys = ("corruption_top1", "excess_error", "eps_agreement", "reference_eps_agreement", "softmax_l2")

@@ -1,0 +1,75 @@
+"""The default matrix at scale: a warm re-run from the cell cache, and pytest -n 2 against serial.
+
+Each side runs ``pytest --prune-bench`` (the embedded default: mnist5k × LeNet-300-100, LeNet-5 × 3
+pruners × 5 compressions) in a subprocess from an empty folder, timed wall-clock, all in one session:
+
+* cold (a fresh cache folder) then warm (the same folder): target warm ≤ 5% of cold;
+* serial then ``-n 2``, both with ``--prune-no-cache`` so each computes every cell: target ≥ 1.7× on 2 cores.
+
+    pytest benchmarks/test_scale.py -s -p no:cacheprovider
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import both
+
+WARM_TARGET = 0.05
+XDIST_TARGET = 1.7
+
+
+def run_default_matrix(folder, *extra):
+    """Wall seconds of one ``pytest --prune-bench`` run in ``folder``; fails on a failing run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST") and k != "PYTEST_ADDOPTS"}
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--prune-bench", "-q", "-p", "no:randomly", *extra],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - start
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return seconds, done.stdout
+
+
+@pytest.mark.parametrize("state", ["cold", "warm"])
+def test_default_matrix_cache(benchmark, medians, tmp_path_factory, state):
+    folder = tmp_path_factory.getbasetemp() / "cache-run"  # shared by cold and warm
+    benchmark.group = "default-matrix-cache"
+    seconds, out = benchmark.pedantic(run_default_matrix, args=(folder,), rounds=1, iterations=1)
+    medians[state] = seconds
+    expected = "30 from the cache" if state == "warm" else "0 from the cache"
+    assert expected in out, out[-2000:]
+
+
+def test_warm_rerun_ratio(medians, record_property):
+    warm, cold = both(medians, "warm", "cold")
+    ratio = warm / cold
+    record_property("warm_over_cold", ratio)
+    print(f"\nwarm re-run {warm:.1f} s = {ratio:.1%} of the cold run {cold:.1f} s (target ≤ {WARM_TARGET:.0%})")
+    assert ratio <= WARM_TARGET
+
+
+@pytest.mark.parametrize("workers", ["serial", "2"])
+def test_default_matrix_xdist(benchmark, medians, tmp_path, workers):
+    extra = ("--prune-no-cache",) + (() if workers == "serial" else ("-n", workers))
+    benchmark.group = "default-matrix-xdist"
+    seconds, _ = benchmark.pedantic(run_default_matrix, args=(tmp_path / "run", *extra), rounds=1, iterations=1)
+    medians[workers] = seconds
+
+
+def test_xdist_speedup(medians, record_property):
+    serial, parallel = both(medians, "serial", "2")
+    speedup = serial / parallel
+    record_property("xdist_speedup", speedup)
+    print(f"\n-n 2: {parallel:.1f} s vs serial {serial:.1f} s = {speedup:.2f}x (target ≥ {XDIST_TARGET}x)")
+    assert speedup >= XDIST_TARGET

@@ -1,0 +1,98 @@
+"""The regression gate: compare results against a baseline results JSON (``--prune-baseline``, ``compare``).
+
+A cell regresses when
+
+* its top-1 falls more than the tolerance below the baseline's; with repeats on either side the allowed
+  drop widens by two standard errors of the difference of the means (2·sqrt(s_b²/n_b + s_c²/n_c)), so
+  seed noise alone does not fail the gate;
+* its achieved compression or its MACs (× density, and structural) change at all: the same pruner on the
+  same weights must remove the same weights, so any change is a behaviour change, not noise;
+* it errored now but finished in the baseline;
+* it is in the baseline but missing from the current results.
+
+Cells that only the current results have are reported as new, never as regressions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .matrix import record_key
+from .report.aggregate import summaries
+
+EXACT = (("compression_achieved", "achieved compression", 1e-9), ("macs", "MACs", 1e-9))
+EXACT_OPTIONAL = (("structural_macs", "structural MACs", 1e-9),)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the gate's verdict about a cell."""
+
+    cell: str
+    what: str
+    regression: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.cell}: {self.what}"
+
+
+def _fmt(key: str, value: float) -> str:
+    if key == "compression_achieved":
+        return f"{value:.4f}x"
+    return f"{value:,.1f}"
+
+
+def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]], tolerance_points: float) -> list[Finding]:
+    """Findings (regressions first, then new cells) of ``current`` records against ``baseline`` records."""
+    base = {record_key(s): s for s in summaries(baseline)}
+    now = {record_key(s): s for s in summaries(current)}
+    out: list[Finding] = []
+    for key, b in base.items():
+        c = now.get(key)
+        if c is None:
+            out.append(Finding(key, "missing: in the baseline but not in the current results"))
+            continue
+        if b.get("top1") is not None and c.get("top1") is None:
+            error = c["errors"][0] if c.get("errors") else c.get("outcome")
+            out.append(Finding(key, f"no result now (the baseline had top-1 {b['top1']:.2%}): {error}"))
+            continue
+        if b.get("top1") is None or c.get("top1") is None:
+            continue
+        noise = 2 * math.sqrt(
+            sum((s["top1_std"] or 0.0) ** 2 / s["n"] for s in (b, c) if s.get("top1_std") is not None)
+        )
+        allowed = tolerance_points / 100 + noise
+        drop = b["top1"] - c["top1"]
+        if drop > allowed + 1e-12:
+            beyond = f"tolerance {tolerance_points:g}" + (f" + noise {noise * 100:.2f}" if noise else "")
+            out.append(
+                Finding(
+                    key,
+                    f"top-1 {b['top1']:.2%} → {c['top1']:.2%} (−{drop * 100:.2f} points, beyond {beyond} points)",
+                )
+            )
+        for field, label, rel in (*EXACT, *EXACT_OPTIONAL):
+            old, new = b.get(field), c.get(field)
+            if old is None or new is None:
+                continue
+            if abs(new - old) > rel * max(abs(old), 1.0):
+                out.append(Finding(key, f"{label} changed: {_fmt(field, old)} → {_fmt(field, new)}"))
+    out += [Finding(key, "new: not in the baseline", regression=False) for key in now if key not in base]
+    return out
+
+
+def verdict(findings: list[Finding], baseline_name: str) -> list[str]:
+    """Terminal lines: a headline, then each regression and each new cell."""
+    regressions = [f for f in findings if f.regression]
+    new = [f for f in findings if not f.regression]
+    head = (
+        f"{len(regressions)} regression(s) against {baseline_name}"
+        if regressions
+        else f"no regression against {baseline_name}"
+    )
+    lines = [head + (f"; {len(new)} new cell(s)" if new else "")]
+    lines += [f"  REGRESSED {f}" for f in regressions]
+    lines += [f"  {f}" for f in new]
+    return lines

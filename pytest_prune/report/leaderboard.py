@@ -1,0 +1,222 @@
+"""Markdown leaderboards: per (dataset, architecture) pruners × compressions, ranked, plus an overall ranking.
+
+Ranking is by the area under the top-1 vs log2(compression) curve over the compressions every pruner of
+the board reached, divided by the width of that range: the mean top-1 along the log-compression axis, in
+percent (a single compression gives its top-1). A pruner with an errored cell has no area and ranks last,
+marked incomplete. The overall ranking orders pruners by their mean rank over the boards they appear on.
+
+The output is deterministic for the same records: no clock, no machine-dependent ordering. Measured
+latency speedups are measurements of the moment and differ between runs; every other figure repeats.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from ..matrix import format_compression
+from ..robustness.potential import NOMINAL, potential_summary, prune_potential
+from .aggregate import summaries
+
+
+def _pct(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return "—"
+    return f"{value * 100:.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
+
+
+def area(points: list[tuple[float, float]]) -> float:
+    """Mean of the piecewise-linear top-1 over log2(compression): trapezoid area / log-range."""
+    points = sorted(points)
+    if len(points) == 1:
+        return points[0][1]
+    xs = [math.log2(c) for c, _ in points]
+    total = sum((xs[i + 1] - xs[i]) * (points[i][1] + points[i + 1][1]) / 2 for i in range(len(points) - 1))
+    return total / (xs[-1] - xs[0])
+
+
+def _board(rows: list[dict[str, Any]], potentials: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ranked content of one (dataset, architecture) board."""
+    compressions = sorted({r["compression"] for r in rows})
+    by_pruner = {p: {r["compression"]: r for r in group} for p, group in groupby(rows, key=lambda r: r["pruner"])}
+    entries = []
+    for pruner, cells in by_pruner.items():
+        complete = all(c in cells and cells[c].get("top1") is not None for c in compressions)
+        score = area([(c, cells[c]["top1"]) for c in compressions]) if complete else None
+        entries.append({"pruner": pruner, "cells": cells, "area": score})
+    entries.sort(key=lambda e: (e["area"] is None, -(e["area"] or 0.0), e["pruner"]))
+    for rank, e in enumerate(entries, 1):
+        e["rank"] = rank if e["area"] is not None else None
+        e["potential"] = potentials.get(e["pruner"])
+    return {"compressions": compressions, "entries": entries}
+
+
+def _cell_text(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "—"
+    if r.get("top1") is None:
+        return f"{r['outcome']}"
+    delta = (r["top1"] - r["dense_top1"]) * 100
+    return f"{_pct(r['top1'], r.get('top1_std'))} ({delta:+.2f})"
+
+
+def _speed_text(r: dict[str, Any] | None) -> str:
+    if r is None or r.get("theoretical_speedup") is None:
+        return "—"
+    measured = r.get("measured_speedup") or {}
+    parts = [f"{r['theoretical_speedup']:.2f}x"]
+    if r.get("structural_speedup") is not None:
+        parts.append(f"{r['structural_speedup']:.2f}x")
+    if measured:
+        batch = min(measured, key=int)
+        parts.append(f"{measured[batch]:.2f}x @{batch}")
+    return " / ".join(parts)
+
+
+def _potential_text(entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return "—"
+    text = ("≥" if entry["capped"] else "") + _pct(entry["prune_potential"], entry.get("prune_potential_std"))
+    return text
+
+
+def _markdown(headers: list[str], rows: list[list[str]]) -> str:
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def leaderboard(
+    records: Iterable[dict[str, Any]],
+    environment: dict[str, Any],
+    plots: dict[tuple[str, str], list[tuple[str, str]]] | None = None,
+    plot_note: str | None = None,
+    sources: list[str] | None = None,
+) -> str:
+    """The leaderboard markdown for ``records`` (all repeats; folded to mean ± std per cell)."""
+    records = list(records)
+    delta = environment.get("delta_points", 0.5)
+    nominal = {
+        (e["dataset"], e["arch"], e["pruner"]): e
+        for e in potential_summary(prune_potential(records, delta))
+        if e["distribution"] == NOMINAL
+    }
+    lines = ["# pytest-prune leaderboard", ""]
+    lines.append(
+        "Top-1 after pruning and finetuning, in percent (Δ vs the dense parent in points; mean ± sample std over "
+        "seeds where repeated). Rank: area under top-1 vs log2(compression), i.e. the mean top-1 along the "
+        f"log-compression axis. Prune potential: the largest sparsity whose top-1 error is within {delta:g} "
+        "points of the dense error (≥: the largest tested sparsity passed)."
+    )
+    overall: dict[str, list[int]] = {}
+    board_names: list[str] = []
+    for (dataset, arch), group in groupby(summaries(records), key=lambda r: (r["dataset"], r["arch"])):
+        rows = sorted(group, key=lambda r: (r["pruner"], r["compression"]))
+        potentials = {p: e for (d, a, p), e in nominal.items() if (d, a) == (dataset, arch)}
+        board = _board(rows, potentials)
+        board_names.append(f"{dataset}/{arch}")
+        dense = rows[0]
+        lines += ["", f"## {dataset} / {arch}", ""]
+        facts = []
+        if dense.get("dense_top1") is not None:
+            facts.append(f"top-1 {_pct(dense['dense_top1'])}%")
+        if dense.get("params"):
+            facts.append(f"{dense['params']:,} parameters")
+        if dense.get("dense_macs"):
+            facts.append(f"{dense['dense_macs'] / 1e6:.3f}M MACs")
+        if facts:
+            lines += ["Dense parent: " + ", ".join(facts) + ".", ""]
+        compressions = board["compressions"]
+        headers = ["rank", "pruner", "area top-1 %", *map(format_compression, compressions), "prune potential %"]
+        table = []
+        for e in board["entries"]:
+            table.append(
+                [
+                    str(e["rank"]) if e["rank"] is not None else "incomplete",
+                    f"`{e['pruner']}`",
+                    _pct(e["area"]),
+                    *(_cell_text(e["cells"].get(c)) for c in compressions),
+                    _potential_text(e["potential"]),
+                ]
+            )
+            if e["rank"] is not None:
+                overall.setdefault(e["pruner"], []).append(e["rank"])
+        lines.append(_markdown(headers, table))
+        if any(r.get("theoretical_speedup") is not None for r in rows):
+            lines += [
+                "",
+                "Speedup: theoretical (MACs × weight density) / structural (zero filters removed) / measured "
+                "(dense ÷ pruned latency at the smallest timed batch, a measurement of the moment).",
+                "",
+            ]
+            speed_rows = [
+                [f"`{e['pruner']}`", *(_speed_text(e["cells"].get(c)) for c in compressions)] for e in board["entries"]
+            ]
+            lines.append(_markdown(["pruner", *map(format_compression, compressions)], speed_rows))
+        for title, file in (plots or {}).get((dataset, arch), []):
+            lines += ["", f"![{title}]({file})"]
+        errors = [error for r in rows for error in r["errors"]]
+        if errors:
+            lines += ["", "Errors:", ""] + [f"- {error}" for error in errors]
+    if plot_note:
+        lines += ["", f"_{plot_note}_"]
+    lines += ["", "## Overall", ""]
+    ranking = sorted(overall.items(), key=lambda kv: (statistics.fmean(kv[1]), kv[0]))
+    lines.append(
+        _markdown(
+            ["#", "pruner", "mean rank", "boards"],
+            [[str(i), f"`{p}`", f"{statistics.fmean(r):.2f}", str(len(r))] for i, (p, r) in enumerate(ranking, 1)],
+        )
+    )
+    lines += ["", f"Mean rank over the {len(board_names)} board(s) where the pruner has every compression."]
+    lines += ["", "---", "", _footer(records, environment, sources)]
+    return "\n".join(lines) + "\n"
+
+
+def _footer(records: list[dict[str, Any]], environment: dict[str, Any], sources: list[str] | None) -> str:
+    seeds = sorted({r["seed"] for r in records})
+    versions = ", ".join(
+        f"{name} {environment[key]}"
+        for name, key in (("pytest-prune", "pytest_prune"), ("torch", "torch"), ("Python", "python"))
+        if environment.get(key)
+    )
+    settings = ", ".join(
+        f"{key} {environment[key]}"
+        for key in ("epochs", "schedule", "threads", "device")
+        if environment.get(key) is not None
+    )
+    parts = [
+        f"Produced by pytest-prune ({versions}) on {environment.get('platform', 'an unknown platform')}.",
+        f"Seeds: {', '.join(map(str, seeds))}. Settings: {settings}.",
+    ]
+    if sources:
+        parts.append(f"Merged from: {', '.join(sources)}.")
+    parts.append("Regenerate: `pytest --prune-bench --prune-leaderboard LEADERBOARD.md` with the same options.")
+    return "  \n".join(parts)
+
+
+def write_leaderboard(
+    path: Path,
+    records: list[dict[str, Any]],
+    environment: dict[str, Any],
+    sources: list[str] | None = None,
+) -> list[str]:
+    """Write the leaderboard and its plots; returns messages for the user (plots skipped and why)."""
+    from ..reference import atomic_write_bytes
+    from .plots import PlotsUnavailable, draw_plots
+
+    path = Path(path)
+    messages: list[str] = []
+    try:
+        plots = draw_plots(path, records)
+        note = None
+    except PlotsUnavailable as exc:
+        plots, note = {}, str(exc)
+        messages.append(note)
+    text = leaderboard(records, environment, plots, note, sources)
+    atomic_write_bytes(path, text.encode())
+    return messages

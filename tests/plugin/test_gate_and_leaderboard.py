@@ -1,0 +1,118 @@
+"""--prune-baseline gates the session, --prune-leaderboard writes markdown, the CLI merges and compares."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from plugin.conftest import FAST
+
+from pytest_prune.cli import main
+
+ARGS = ("--prune-bench", *FAST, "--prune-compression=2,8", "--prune-max-drop=100", "--prune-latency=off")
+
+
+@pytest.fixture
+def baseline(pytester):
+    """A results JSON of random and global_magnitude at 2x and 8x."""
+    pytester.runpytest(*ARGS, "--prune-pruner=random,global_magnitude", "--prune-json=base.json").assert_outcomes(
+        passed=4
+    )
+    return pytester.path / "base.json"
+
+
+def edit(path, change):
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document))
+
+
+def test_a_regression_fails_the_session_naming_the_cell(pytester, baseline, xdist):
+    def raise_random_8x(document):
+        cell = next(r for r in document["results"] if r["id"].endswith("random-8x"))
+        cell["top1"] += 0.05
+
+    edit(baseline, raise_random_8x)
+    result = pytester.runpytest(*ARGS, "--prune-pruner=random,global_magnitude", "--prune-baseline=base.json", *xdist)
+    result.assert_outcomes(passed=4)  # every test passed, yet the session fails on the gate
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*pytest-prune baseline gate: 1 regression(s) against base.json*",
+            "*REGRESSED digits/lenet300_100/random/8x: top-1 * (−5.00 points, beyond tolerance 1 points)*",
+        ]
+    )
+    loose = pytester.runpytest(
+        *ARGS, "--prune-pruner=random,global_magnitude", "--prune-baseline=base.json", "--prune-tolerance=6"
+    )
+    assert loose.ret == 0
+    loose.stdout.fnmatch_lines(["*pytest-prune baseline gate: no regression against base.json*"])
+
+
+def test_a_missing_cell_and_a_changed_compression_regress(pytester, baseline):
+    result = pytester.runpytest(*ARGS, "--prune-pruner=global_magnitude", "--prune-baseline=base.json")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*REGRESSED digits/lenet300_100/random/2x: missing*"])
+    edit(baseline, lambda d: d["results"][0].update(compression_achieved=2.5))
+    result = pytester.runpytest(*ARGS, "--prune-pruner=random,global_magnitude", "--prune-baseline=base.json")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*REGRESSED digits/lenet300_100/global_magnitude/2x: achieved compression changed*"])
+
+
+@pytest.mark.parametrize(
+    ("prepare", "message"),
+    [
+        (lambda path: path.unlink(), "*--prune-baseline: *base.json: no such results file*"),
+        (lambda path: path.write_text(path.read_text()[:200]), "*base.json: truncated or not JSON*"),
+        (lambda path: edit(path, lambda d: d.update(schema="pytest-prune/0")), "*results schema 'pytest-prune/0'*"),
+        (
+            lambda path: edit(path, lambda d: d["environment"].update(epochs=3)),
+            "*base.json comes from a different matrix (epochs 3 vs 1)*",
+        ),
+    ],
+    ids=["missing", "truncated", "schema", "other-matrix"],
+)
+def test_a_bad_baseline_is_a_usage_error_before_any_work(pytester, baseline, prepare, message):
+    prepare(baseline)
+    result = pytester.runpytest(*ARGS, "--prune-baseline=base.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_junit_xml_carries_the_key_metrics(pytester):
+    pytester.runpytest(*ARGS, "--prune-pruner=random", "--junitxml=junit.xml").assert_outcomes(passed=2)
+    cases = ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")
+    for case in cases:
+        properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+        assert 0 < float(properties["prune_top1"]) <= 1
+        assert float(properties["prune_compression_achieved"]) >= 2
+        assert properties["prune_cache"] == "computed"
+
+
+def test_leaderboard_option_writes_markdown_and_plots(pytester):
+    pytest.importorskip("matplotlib")
+    result = pytester.runpytest(*ARGS, "--prune-pruner=random,global_magnitude", "--prune-leaderboard=out/LB.md")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*pytest-prune: leaderboard written to out/LB.md*"])
+    text = (pytester.path / "out" / "LB.md").read_text()
+    assert "## digits / lenet300_100" in text and "| 1      | `global_magnitude`" in text
+    assert (pytester.path / "out" / "LB-digits-lenet300_100-compression.png").is_file()
+
+
+def test_cli_merges_runs_into_one_leaderboard_and_compares(pytester, baseline, capsys):
+    pytester.runpytest(*ARGS, "--prune-pruner=layer_magnitude", "--prune-json=more.json").assert_outcomes(passed=2)
+    out = pytester.path / "merged.md"
+    assert main(["leaderboard", str(baseline), str(pytester.path / "more.json"), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert all(f"`{p}`" in text for p in ("random", "global_magnitude", "layer_magnitude"))
+    assert "Merged from: base.json, more.json." in text
+    assert main(["compare", str(baseline), str(baseline)]) == 0
+    assert "no regression against" in capsys.readouterr().out
+    assert main(["compare", str(baseline), str(pytester.path / "more.json")]) == 1
+    assert "4 regression(s)" in capsys.readouterr().out  # all four baseline cells are missing
+    assert main(["compare", str(baseline), str(pytester.path / "absent.json")]) == 2
+    assert "absent.json: no such results file" in capsys.readouterr().err
+    edit(pytester.path / "more.json", lambda d: d["environment"].update(schedule="iterative:3"))
+    assert main(["leaderboard", str(baseline), str(pytester.path / "more.json"), "-o", str(out)]) == 2
+    assert "come from different matrices (schedule 'oneshot' vs 'iterative:3')" in capsys.readouterr().err

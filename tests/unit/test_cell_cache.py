@@ -1,0 +1,80 @@
+"""The content-keyed cell cache: keys from content, atomic entries, corrupt entries detected."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import torch
+
+from pytest_prune.cache import CellCache, CorruptEntry, Entry, digest, harness_source, source_of
+
+
+def _entry(cache: CellCache, key: str = "ab" + "0" * 62) -> Entry:
+    entry = Entry(key, {"pruner": "p"}, {"finetune": {"key": key, "fields": {"top1": 0.9}}})
+    cache.save(entry, {"w": torch.arange(6.0).reshape(2, 3)})
+    return entry
+
+
+def test_an_entry_round_trips_with_its_weights(tmp_path):
+    cache = CellCache(tmp_path)
+    entry = _entry(cache)
+    loaded = cache.load(entry.key)
+    assert loaded is not None and loaded.stage("finetune", entry.key) == {"top1": 0.9}
+    assert loaded.stage("finetune", "another key") is None
+    cache.verify(loaded)
+    assert torch.equal(cache.weights(loaded)["w"], torch.arange(6.0).reshape(2, 3))
+    assert not list(tmp_path.rglob("*.tmp")), "atomic writes leave no temporary files"
+
+
+def test_a_missing_entry_and_a_disabled_cache_are_misses(tmp_path):
+    assert CellCache(tmp_path).load("cd" + "1" * 62) is None
+    disabled = CellCache(None)
+    assert not disabled.enabled and disabled.load("anything") is None
+    disabled.save(Entry("ab" + "0" * 62, {}))  # a no-op, not an error
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda meta, weights: meta.write_text(meta.read_text()[:40]), "is not valid JSON"),
+        (lambda meta, weights: meta.write_text(json.dumps({"schema": "other"})), "is not a pytest-prune-cell/1 entry"),
+        (lambda meta, weights: weights.write_bytes(weights.read_bytes()[:-10]), "not the one its entry recorded"),
+        (lambda meta, weights: weights.unlink(), "cannot be read"),
+    ],
+    ids=["truncated-json", "foreign-json", "truncated-weights", "missing-weights"],
+)
+def test_a_damaged_entry_is_reported_never_trusted(tmp_path, damage, message):
+    cache = CellCache(tmp_path)
+    entry = _entry(cache)
+    meta, weights = next(tmp_path.rglob("*.json")), next(tmp_path.rglob("*.pt"))
+    damage(meta, weights)
+    with pytest.raises(CorruptEntry, match=message):
+        loaded = cache.load(entry.key)
+        cache.verify(loaded)
+
+
+def test_keys_depend_on_content_not_on_order():
+    assert digest({"a": 1, "b": [1, 2]}) == digest({"b": [1, 2], "a": 1})
+    assert digest({"a": 1}) != digest({"a": 2})
+    assert len(harness_source()) == 64 and harness_source() == harness_source()
+
+
+def test_source_of_hashes_the_defining_file_and_sees_edits(tmp_path, monkeypatch):
+    module = tmp_path / "my_pruner_mod.py"
+    module.write_text("def prune(model, amount, data):\n    return None\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    import my_pruner_mod
+
+    before = source_of(my_pruner_mod.prune)
+    assert before is not None
+    module.write_text(textwrap.dedent(module.read_text()) + "\nHELPER = 1\n")  # a helper in the same file changed
+    assert source_of(my_pruner_mod.prune) != before
+
+
+def test_source_of_a_callable_without_source_is_none():
+    namespace: dict = {}
+    exec("def made_at_a_prompt(model, amount, data):\n    return None\n", namespace)
+    assert source_of(namespace["made_at_a_prompt"]) is None
+    assert source_of(len) is None

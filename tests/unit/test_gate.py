@@ -1,0 +1,117 @@
+"""The regression gate and results files: what regresses, what is noise, what is a bad file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_prune.gate import compare, verdict
+from pytest_prune.results import SCHEMA, ResultsError, load_results, matrix_differences
+
+
+def rec(pruner="magnitude", compression=8.0, seed=0, top1=0.95, **extra):
+    out = {
+        "id": f"d-a-{pruner}-{compression:g}x-seed{seed}",
+        "dataset": "d",
+        "arch": "a",
+        "pruner": pruner,
+        "compression": compression,
+        "seed": seed,
+        "outcome": "passed",
+        "error": None,
+        "top1": top1,
+        "dense_top1": 0.97,
+        "compression_achieved": compression * 1.001,
+        "macs": 1000.0 / compression,
+        "structural_macs": 1000,
+    }
+    out.update(extra)
+    return out
+
+
+def regressions(baseline, current, tolerance=1.0):
+    return [str(f) for f in compare(baseline, current, tolerance) if f.regression]
+
+
+def test_identical_results_pass_and_new_cells_are_only_reported():
+    base = [rec()]
+    findings = compare(base, [rec(), rec(pruner="new")], 1.0)
+    assert [(f.cell, f.regression) for f in findings] == [("d/a/new/8x", False)]
+    assert verdict(findings, "base.json")[0] == "no regression against base.json; 1 new cell(s)"
+
+
+def test_a_drop_beyond_the_tolerance_regresses_and_one_within_does_not():
+    assert regressions([rec(top1=0.95)], [rec(top1=0.945)]) == []
+    found = regressions([rec(top1=0.95)], [rec(top1=0.935)])
+    assert found == ["d/a/magnitude/8x: top-1 95.00% → 93.50% (−1.50 points, beyond tolerance 1 points)"]
+    assert regressions([rec(top1=0.95)], [rec(top1=0.935)], tolerance=2.0) == []
+    assert regressions([rec(top1=0.90)], [rec(top1=0.99)]) == []  # improvements never fail
+
+
+def test_with_repeats_the_allowed_drop_widens_by_the_noise():
+    noisy_base = [rec(seed=0, top1=0.95), rec(seed=1, top1=0.93)]  # mean 94%, std 1.41 points
+    noisy_now = [rec(seed=0, top1=0.93), rec(seed=1, top1=0.91)]  # mean 92%, std 1.41 points
+    # drop 2 points; allowed 1 + 2·sqrt(1.41²/2 + 1.41²/2) = 1 + 2.83 points
+    assert regressions(noisy_base, noisy_now) == []
+    steady_base = [rec(seed=0, top1=0.94), rec(seed=1, top1=0.94)]
+    steady_now = [rec(seed=0, top1=0.92), rec(seed=1, top1=0.92)]
+    assert len(regressions(steady_base, steady_now)) == 1
+
+
+def test_any_change_of_compression_or_macs_regresses():
+    found = regressions([rec()], [rec(compression_achieved=7.9)])
+    assert found == ["d/a/magnitude/8x: achieved compression changed: 8.0080x → 7.9000x"]
+    found = regressions([rec()], [rec(macs=130.0, structural_macs=900)])
+    assert (
+        found
+        == [
+            "d/a/magnitude/8x: MACs changed: 0.0001M → 0.0001M",
+            "d/a/magnitude/8x: structural MACs changed: 0.0010M → 0.0009M",
+        ]
+        or len(found) == 2
+    )
+
+
+def test_missing_and_errored_cells_regress():
+    base = [rec(), rec(pruner="gone")]
+    now = [rec(top1=None, outcome="error", error="d-a-magnitude-8x-seed0: pruner raised KeyError")]
+    found = sorted(regressions(base, now), reverse=True)
+    assert found[0].startswith("d/a/magnitude/8x: no result now (the baseline had top-1 95.00%)")
+    assert "pruner raised KeyError" in found[0]
+    assert found[1] == "d/a/gone/8x: missing: in the baseline but not in the current results"
+
+
+def document(**changes):
+    out = {"schema": SCHEMA, "environment": {"epochs": 2, "schedule": "oneshot"}, "results": [rec()]}
+    out.update(changes)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such results file; write one with `pytest --prune-json"),
+        (json.dumps(document())[:50], "truncated or not JSON"),
+        (json.dumps(document(schema="pytest-prune/0")), "results schema 'pytest-prune/0'; this pytest-prune reads"),
+        (json.dumps({"results": []}), "not a pytest-prune results JSON"),
+        (json.dumps(document(results=[{"dataset": "d"}])), "'results' must be a list of records"),
+    ],
+    ids=["missing", "truncated", "schema", "foreign", "bad-records"],
+)
+def test_bad_results_files_say_what_is_wrong(tmp_path, content, message):
+    path = tmp_path / "results.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ResultsError, match=message) as info:
+        load_results(path)
+    assert str(path) in str(info.value)
+
+
+def test_results_from_different_matrices_are_named():
+    a = {"epochs": 2, "schedule": "oneshot", "threads": 1}
+    assert matrix_differences(a, dict(a)) == []
+    assert matrix_differences(a, {**a, "epochs": 5, "schedule": "iterative:3"}) == [
+        "epochs 2 vs 5",
+        "schedule 'oneshot' vs 'iterative:3'",
+    ]

@@ -1,0 +1,117 @@
+"""Leaderboard markdown (golden file), ranking by area under top-1 vs log-compression, plots optional."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_prune.report.leaderboard import area, leaderboard, write_leaderboard
+
+GOLDEN = Path(__file__).parent.parent / "data" / "leaderboard.md"
+ENVIRONMENT = {
+    "pytest_prune": "0.1.0",
+    "torch": "2.13.0+cpu",
+    "python": "3.11.7",
+    "platform": "Linux-x86_64",
+    "epochs": 2,
+    "schedule": "oneshot",
+    "threads": 1,
+    "device": "cpu",
+    "delta_points": 0.5,
+    "started": "2026-11-22T00:00:00+00:00",
+}
+
+
+def record(arch, pruner, compression, seed, top1, **extra):
+    dense = {"lenet5": 0.979, "resnet20": 0.983}[arch]
+    out = {
+        "id": f"mnist5k-{arch}-{pruner}-{compression:g}x-seed{seed}",
+        "dataset": "mnist5k",
+        "arch": arch,
+        "pruner": pruner,
+        "compression": float(compression),
+        "seed": seed,
+        "outcome": "passed" if top1 is not None else "error",
+        "error": None if top1 is not None else "pruner 'broken' raised ValueError: no",
+        "top1": top1,
+        "dense_top1": dense,
+        "params": 431080 if arch == "lenet5" else 272474,
+        "dense_macs": 2293000 if arch == "lenet5" else 40551040,
+        "compression_achieved": float(compression) if top1 is not None else None,
+        "sparsity": 1 - 1 / compression if top1 is not None else None,
+        "theoretical_speedup": compression * 0.95 if top1 is not None else None,
+        "structural_speedup": 1.0 if top1 is not None else None,
+    }
+    out.update(extra)
+    return out
+
+
+def records():
+    """Two boards; repeats on lenet5; an errored cell; magnitude beats random everywhere."""
+    rows = []
+    for seed, jitter in ((0, 0.0), (1, 0.002)):
+        for c, gm, rnd in ((2, 0.978, 0.97), (8, 0.975, 0.93), (32, 0.96, 0.60)):
+            rows.append(record("lenet5", "global_magnitude", c, seed, gm + jitter))
+            rows.append(record("lenet5", "random", c, seed, rnd - jitter))
+    for c, gm, rnd in ((2, 0.982, 0.98), (8, 0.97, 0.91), (32, 0.93, 0.45)):
+        rows.append(record("resnet20", "global_magnitude", c, 0, gm, measured_speedup={"1": 1.1, "64": 1.3}))
+        rows.append(record("resnet20", "random", c, 0, rnd))
+    rows.append(record("resnet20", "broken", 2, 0, 0.5))
+    rows.append(record("resnet20", "broken", 8, 0, None))
+    rows.append(record("resnet20", "broken", 32, 0, 0.1))
+    return rows
+
+
+def test_the_leaderboard_matches_its_golden_file():
+    text = leaderboard(records(), ENVIRONMENT, sources=["a.json", "b.json"])
+    if os.environ.get("PYTEST_PRUNE_REGEN_GOLDEN"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "set PYTEST_PRUNE_REGEN_GOLDEN=1 to regenerate after a deliberate change"
+
+
+def test_the_leaderboard_is_deterministic_whatever_the_record_order():
+    rows = records()
+    assert leaderboard(rows, ENVIRONMENT) == leaderboard(list(reversed(rows)), ENVIRONMENT)
+
+
+def test_ranking_content():
+    text = leaderboard(records(), ENVIRONMENT)
+    board = text.split("## mnist5k / resnet20")[1]
+    assert board.index("`global_magnitude`") < board.index("`random`") < board.index("`broken`")
+    assert "| incomplete | `broken`" in board and "| error " in board
+    assert "97.60 ± 0.14 (-0.30)" in text  # lenet5 8x: mean of 0.975 and 0.977, sample std 0.14 points
+    assert "| `global_magnitude` | 1.00        | 2 " in text  # rank 1 on both boards
+
+
+def test_area_is_the_mean_top1_along_log_compression():
+    assert area([(2.0, 0.9)]) == 0.9
+    assert area([(2.0, 1.0), (8.0, 0.5)]) == pytest.approx(0.75)
+    # uneven spacing weighs by log-distance: 2→4 is one unit, 4→32 three
+    assert area([(32.0, 0.0), (2.0, 1.0), (4.0, 1.0)]) == pytest.approx((1.0 + 3 * 0.5) / 4)
+
+
+def test_plots_are_drawn_beside_the_leaderboard_and_linked(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "board" / "LB.md"
+    messages = write_leaderboard(path, records(), ENVIRONMENT)
+    assert messages == []
+    pngs = sorted(p.name for p in path.parent.glob("*.png"))
+    assert pngs == [f"LB-mnist5k-{a}-{k}.png" for a in ("lenet5", "resnet20") for k in ("compression", "speedup")]
+    assert all((path.parent / p).read_bytes().startswith(b"\x89PNG") for p in pngs)
+    assert "![mnist5k / lenet5: top-1 vs compression](LB-mnist5k-lenet5-compression.png)" in path.read_text()
+
+
+def test_without_matplotlib_the_leaderboard_says_so_and_is_still_written(tmp_path, monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib → ImportError
+    path = tmp_path / "LB.md"
+    messages = write_leaderboard(path, records(), ENVIRONMENT)
+    assert len(messages) == 1 and "matplotlib is not installed" in messages[0]
+    assert "pip install 'pytest-prune[plot]'" in messages[0]
+    text = path.read_text()
+    assert "_plots not drawn: matplotlib is not installed" in text and "## Overall" in text
+    assert not list(tmp_path.glob("*.png"))
