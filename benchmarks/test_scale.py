@@ -67,9 +67,35 @@ def test_default_matrix_xdist(benchmark, medians, tmp_path, workers):
     medians[workers] = seconds
 
 
+BURN = "import time; t = time.perf_counter(); sum(i * i for i in range(6_000_000)); print(time.perf_counter() - t)"
+
+
+def machine_ceiling() -> float:
+    """How much faster two CPU-bound processes finish side by side than one after the other on this machine.
+
+    2.0 on two real cores; a virtual machine whose host grants less than two cores' worth of time gets less,
+    and no scheduler can beat it. Reported beside the xdist speedup so the figure can be read.
+    """
+
+    def burn(count: int) -> float:
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", BURN], stdout=subprocess.DEVNULL) for _ in range(count)]
+        for proc in procs:
+            proc.wait()
+        return time.perf_counter() - start
+
+    one = min(burn(1) for _ in range(3))
+    two = min(burn(2) for _ in range(3))
+    return 2 * one / two
+
+
 def test_xdist_speedup(medians, record_property):
     serial, parallel = both(medians, "serial", "2")
-    speedup = serial / parallel
+    speedup, ceiling = serial / parallel, machine_ceiling()
     record_property("xdist_speedup", speedup)
-    print(f"\n-n 2: {parallel:.1f} s vs serial {serial:.1f} s = {speedup:.2f}x (target ≥ {XDIST_TARGET}x)")
+    record_property("machine_ceiling", ceiling)
+    print(
+        f"\n-n 2: {parallel:.1f} s vs serial {serial:.1f} s = {speedup:.2f}x (target ≥ {XDIST_TARGET}x); "
+        f"two CPU-bound processes side by side run {ceiling:.2f}x as fast as one after the other here"
+    )
     assert speedup >= XDIST_TARGET

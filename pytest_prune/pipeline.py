@@ -8,6 +8,7 @@ Failures are cached too: a tampered weights file errors every cell that needs it
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import time
 from collections import OrderedDict
@@ -59,13 +60,19 @@ class Dense:
     pretrained: Pretrained
     top1: float
     top5: float
-    macs: int
+    input_shape: tuple[int, ...]
     fingerprint: str
     pristine: dict[str, torch.Tensor]
 
     @property
     def model(self) -> nn.Module:
         return self.pretrained.model
+
+    @functools.cached_property
+    def macs(self) -> int:
+        """Dense MACs per input, counted on first use (a run served from the cell cache never needs them)."""
+        macs, _ = macs_summary(count_macs(self.model, self.input_shape))
+        return macs
 
     def guard(self, what: str) -> None:
         """Raise (after restoring the weights) if someone changed the shared model in place."""
@@ -149,9 +156,8 @@ class Store:
                 )
                 model = pretrained.model.to(self.settings.device).eval()
                 top1, top5 = evaluate(model, data.test_x, data.test_y)
-                macs, _ = macs_summary(count_macs(model, data.input_shape))
             pristine = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            return Dense(pretrained, top1, top5, macs, fingerprint(model), pristine)
+            return Dense(pretrained, top1, top5, tuple(data.input_shape), fingerprint(model), pristine)
 
         return cached(self._dense, (dataset_name, arch), make)
 
@@ -260,7 +266,6 @@ class Cell:
         if not cells.enabled:
             self.fields["cache"] = "off"
             return None
-        self.dense()
         material = self._material()
         if isinstance(material, str):
             self.fields["cache"] = material
