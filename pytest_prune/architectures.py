@@ -6,13 +6,13 @@ how ``prunable()`` leaves it out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import architecture
+from .registry import ARCHITECTURES, architecture
 
 
 def _classifier(in_features: int, num_classes: int) -> nn.Linear:
@@ -134,3 +134,120 @@ def lenet5(input_shape: Sequence[int], num_classes: int) -> nn.Module:
 def resnet20(input_shape: Sequence[int], num_classes: int) -> nn.Module:
     """CIFAR ResNet-20, option-A shortcuts (269,722 parameters on 3×32×32, 10 classes)."""
     return CifarResNet(20, input_shape, num_classes)
+
+
+@architecture
+def resnet32(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """CIFAR ResNet-32, option-A shortcuts (464,154 parameters on 3×32×32, 10 classes)."""
+    return CifarResNet(32, input_shape, num_classes)
+
+
+@architecture
+def resnet44(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """CIFAR ResNet-44, option-A shortcuts (658,586 parameters on 3×32×32, 10 classes)."""
+    return CifarResNet(44, input_shape, num_classes)
+
+
+@architecture
+def resnet56(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """CIFAR ResNet-56, option-A shortcuts (853,018 parameters, 125,485,696 MACs on 3×32×32, 10 classes)."""
+    return CifarResNet(56, input_shape, num_classes)
+
+
+@architecture
+def resnet110(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """CIFAR ResNet-110, option-A shortcuts (1,727,962 parameters on 3×32×32, 10 classes)."""
+    return CifarResNet(110, input_shape, num_classes)
+
+
+VGG_CONFIGS = {
+    11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
+}
+
+
+class CifarVGG(nn.Module):
+    """CIFAR VGG with BatchNorm (the torch.ch ``vgg_bn_drop`` family that ShrinkBench ships).
+
+    Features: each 3×3 convolution (padding 1, with bias) is followed by BatchNorm and ReLU, each "M" by a
+    2×2 max-pool; the five pools take 32×32 to 1×1. Classifier: dropout 0.5, Linear(512, 512),
+    BatchNorm1d(512), ReLU, dropout 0.5, Linear(512, classes). VGG-16 on 3×32×32 with 10 classes has
+    14,991,946 parameters (BatchNorm included) and 313,463,808 MACs (convolutions and linear layers).
+    """
+
+    def __init__(self, depth: int, input_shape: Sequence[int], num_classes: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = int(input_shape[0])
+        for item in VGG_CONFIGS[depth]:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.BatchNorm2d(int(item)), nn.ReLU()]
+                channels = int(item)
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.5),
+            nn.Linear(512, 512),
+            nn.BatchNorm1d(512),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            _classifier(512, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+@architecture
+def vgg11(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """CIFAR VGG-11 with BatchNorm (see CifarVGG)."""
+    return CifarVGG(11, input_shape, num_classes)
+
+
+@architecture
+def vgg16(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """CIFAR VGG-16 with BatchNorm (14,991,946 parameters, 313,463,808 MACs on 3×32×32, 10 classes)."""
+    return CifarVGG(16, input_shape, num_classes)
+
+
+@architecture
+def vgg19(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """CIFAR VGG-19 with BatchNorm (see CifarVGG)."""
+    return CifarVGG(19, input_shape, num_classes)
+
+
+def torchvision_architecture(model_name: str) -> Callable[[Sequence[int], int], nn.Module]:
+    """The factory behind ``tv:NAME``: torchvision's classification model NAME, untrained, with the
+    dataset's number of classes; its last Linear layer (else its last convolution) is the classifier.
+    torchvision is imported when the model is built, never at import time.
+    """
+
+    def factory(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+        try:
+            from torchvision import models
+        except Exception as exc:  # its CUDA wheels raise more than ImportError beside a CPU torch
+            raise ImportError(
+                f"architecture 'tv:{model_name}' needs torchvision (pip install 'pytest-prune[vision]'): "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        available = sorted(models.list_models(module=models))
+        if model_name not in available:
+            raise ValueError(
+                f"architecture 'tv:{model_name}': torchvision has no classification model {model_name!r}; "
+                f"available: {', '.join(available)}"
+            )
+        model = models.get_model(model_name, weights=None, num_classes=num_classes)
+        heads = [m for m in model.modules() if isinstance(m, nn.Linear)] or [
+            m for m in model.modules() if isinstance(m, nn.Conv2d)
+        ]
+        heads[-1].is_classifier = True  # type: ignore[attr-defined]
+        return model
+
+    factory.__name__ = f"tv_{model_name}"
+    factory.__doc__ = f"torchvision's {model_name} (untrained, the dataset's classes)."
+    return factory
+
+
+ARCHITECTURES.add_provider("tv", torchvision_architecture)

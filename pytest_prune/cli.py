@@ -13,22 +13,44 @@ BUILTIN_PAIRS = [(d, a) for d in ("mnist5k", "digits") for a in ("lenet300_100",
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .reference import write_reference
+    import os
+
+    from .recipes import RECIPES, pretrain_recipe
+    from .reference import WeightsError, write_reference
     from .registry import load_builtins
-    from .train import PRETRAIN
 
     load_builtins()
     pairs = BUILTIN_PAIRS if args.all else [(args.dataset, args.arch)]
     if not args.all and not (args.dataset and args.arch):
         print("pytest-prune train: give --dataset and --arch, or --all", file=sys.stderr)
         return 2
-    recipe = PRETRAIN if args.epochs is None else PRETRAIN.with_epochs(args.epochs)
+    if args.recipe is not None and args.recipe not in RECIPES:
+        print(
+            f"pytest-prune train: unknown recipe {args.recipe!r}; valid: {', '.join(sorted(RECIPES))}", file=sys.stderr
+        )
+        return 2
+    root = args.data_root or os.environ.get("PYTEST_PRUNE_DATA")
     for dataset_name, arch in pairs:
+        recipe = RECIPES[args.recipe] if args.recipe else pretrain_recipe(dataset_name, arch)
+        recipe = recipe if args.epochs is None else recipe.with_epochs(args.epochs)
 
-        def progress(epoch: int, loss: float, name: str = f"{dataset_name}/{arch}") -> None:
-            print(f"  {name}: epoch {epoch}/{recipe.epochs} loss {loss:.4f}", flush=True)
+        def progress(epoch: int, loss: float, name: str = f"{dataset_name}/{arch}", total: int = recipe.epochs) -> None:
+            print(f"  {name}: epoch {epoch}/{total} loss {loss:.4f}", flush=True)
 
-        entry = write_reference(Path(args.out), dataset_name, arch, recipe, args.threads, progress, args.seed)
+        try:
+            entry = write_reference(
+                Path(args.out),
+                dataset_name,
+                arch,
+                recipe,
+                args.threads,
+                progress,
+                args.seed,
+                Path(root).expanduser() if root else None,
+            )
+        except (ValueError, ImportError, WeightsError) as exc:  # DataError, SpecError, ...: the message says what to do
+            print(f"pytest-prune train: {dataset_name}/{arch}: {exc}", file=sys.stderr)
+            return 2
         print(
             f"{dataset_name}/{arch}: top-1 {entry['top1']:.2%} -> {Path(args.out) / entry['file']}",
             flush=True,
@@ -109,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--out", default="reference_models", help="folder for weights and manifest.json")
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads (recorded; default 1)")
     train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    train.add_argument(
+        "--recipe", default=None, help="training recipe name (default: the pair's standard one, see recipes.py)"
+    )
+    train.add_argument("--data-root", default=None, help="folder of the standard datasets (or PYTEST_PRUNE_DATA)")
     train.add_argument(
         "--seed",
         type=int,

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .cache import CellCache, CorruptEntry, Entry, digest, harness_source, source_of
-from .data.base import Batches, ImageDataset
+from .data.base import Batches, ImageDataset, load_dataset
 from .masks import MaskEnforcer, MaskError, amount_for_model, check_compression, derive_masks
 from .matrix import Case
 from .metrics import count_macs, count_params, macs_summary, uncounted_modules
@@ -31,7 +31,7 @@ from .progress import Progress
 from .reference import Pretrained, load_pretrained
 from .registry import ARCHITECTURES, DATASETS, PRUNERS
 from .settings import Settings
-from .train import FINETUNE, evaluate, seed_everything, torch_threads, train
+from .train import evaluate, seed_everything, torch_threads, train
 
 T = TypeVar("T")
 CELL_CACHE_SIZE = 8
@@ -125,9 +125,7 @@ class Store:
         """The dataset on the configured device, loaded once per session."""
 
         def make() -> ImageDataset:
-            data = DATASETS.get(name)()
-            if not isinstance(data, ImageDataset):
-                raise TypeError(f"dataset factory {name!r} returned {type(data).__name__}, not ImageDataset")
+            data = load_dataset(name, self.settings.data_root)
             data.validate(name)
             if self.cells.enabled:
                 self._dataset_digests[name] = data_digest(data)
@@ -254,7 +252,7 @@ class Cell:
             "schedule": settings.schedule,
             "threads": settings.threads,
             "device": torch.device(settings.device).type,  # cuda:auto workers share entries across GPUs
-            "finetune": FINETUNE.with_epochs(settings.epochs).to_dict(),
+            "finetune": settings.finetune_recipe.to_dict(),
         }
 
     def entry(self) -> Entry | None:
@@ -360,7 +358,7 @@ class Cell:
             raise MaskError(f"{where}: {exc}") from None
         self.fields["amount"] = amount
         fn = PRUNERS.get(case.pruner)
-        batches = Batches(data.train_x, data.train_y, FINETUNE.batch_size, case.seed)
+        batches = Batches(data.train_x, data.train_y, settings.finetune_recipe.batch_size, case.seed)
         before = {name: p.detach().clone() for name, p in model.named_parameters()}
         with self._threads:
             seed_everything(case.seed)
@@ -404,7 +402,7 @@ class Cell:
         """Finetune ``model`` in place with ``masks`` enforced after every step; returns its top-1 and top-5."""
         settings, data = self.store.settings, self.store.dataset(self.case.dataset)
         enforce = MaskEnforcer(model, masks)
-        recipe = FINETUNE.with_epochs(settings.epochs)
+        recipe = settings.finetune_recipe
         with self._threads:
             seed_everything(self.case.seed)
             start = time.perf_counter()
@@ -417,7 +415,8 @@ class Cell:
                 if params[name][~mask].any():  # the enforcement is the harness's promise: check it
                     raise AssertionError(f"{self.case.id}: pruned weights of {name!r} became nonzero in finetuning")
             accuracy = evaluate(model, data.test_x, data.test_y)
-        self.fields.update(epochs=settings.epochs, finetune=recipe.to_dict())
+        finetune = {**recipe.to_dict(), "augmentation": data.augmentation or None}
+        self.fields.update(epochs=settings.epochs, finetune=finetune)
         return accuracy
 
     def finetuned(self) -> nn.Module:

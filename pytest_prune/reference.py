@@ -25,10 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data.base import ImageDataset
+from .data.base import ImageDataset, load_dataset
 from .progress import Progress
+from .recipes import PRETRAIN, Recipe, pretrain_recipe
 from .registry import ARCHITECTURES, DATASETS
-from .train import PRETRAIN, Recipe, evaluate, seed_everything, torch_threads, train
+from .train import evaluate, seed_everything, torch_threads, train
 
 MANIFEST = "manifest.json"
 REFERENCE_SEED = 0
@@ -203,7 +204,8 @@ def load_pretrained(
         path = reference_dir() / entry["file"]
         _load_verified(model, path, entry["sha256"], what)
         return Pretrained(model.eval(), entry["sha256"], "shipped", path)
-    digest_key = training_key(dataset_name, arch, PRETRAIN, threads, seed)
+    recipe = pretrain_recipe(dataset_name, arch)
+    digest_key = training_key(dataset_name, arch, recipe, threads, seed)
     path = cache_dir / "pretrained" / f"{key.replace('/', '-')}-{digest_key[:16]}.pt"
     sidecar = path.with_suffix(".sha256")
     with file_lock(path.with_suffix(".lock")):
@@ -214,8 +216,8 @@ def load_pretrained(
             except WeightsError:
                 seed_everything(seed)  # a corrupt cache entry: retrain it
                 model = build_model(arch, data, dataset_name)
-        report = None if progress is None else progress.callback(f"training reference {key}", PRETRAIN.epochs)
-        payload = train_reference(model, data, PRETRAIN, threads, report, seed)
+        report = None if progress is None else progress.callback(f"training reference {key}", recipe.epochs)
+        payload = train_reference(model, data, recipe, threads, report, seed)
         atomic_write_bytes(path, payload)
         digest = hashlib.sha256(payload).hexdigest()
         atomic_write_bytes(sidecar, digest.encode())
@@ -241,13 +243,18 @@ def write_reference(
     folder: Path,
     dataset_name: str,
     arch: str,
-    recipe: Recipe = PRETRAIN,
+    recipe: Recipe | None = None,
     threads: int = 1,
     progress: Callable[[int, float], None] | None = None,
     seed: int = REFERENCE_SEED,
+    data_root: Path | None = None,
 ) -> dict[str, Any]:
-    """Train the reference model for (dataset, arch), save it in ``folder`` and record it in the manifest."""
-    data = DATASETS.get(dataset_name)()
+    """Train the reference model for (dataset, arch), save it in ``folder`` and record it in the manifest.
+
+    ``recipe`` defaults to the pair's standard pretraining recipe (``recipes.pretrain_recipe``).
+    """
+    recipe = recipe or pretrain_recipe(dataset_name, arch)
+    data = load_dataset(dataset_name, data_root)
     data.validate(dataset_name)
     seed_everything(seed)
     model = build_model(arch, data, dataset_name)

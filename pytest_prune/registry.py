@@ -42,6 +42,19 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Callable[..., Any]] = {}
         self._broken: dict[str, Broken] = {}
+        self._providers: dict[str, Callable[[str], Callable[..., Any]]] = {}
+
+    def add_provider(self, prefix: str, make: Callable[[str], Callable[..., Any]]) -> None:
+        """Names ``prefix:REST`` resolve on first use to ``make(REST)`` (e.g. ``tv:resnet18``)."""
+        self._providers[prefix] = make
+
+    def _provided(self, name: str) -> bool:
+        """Register ``name`` from its prefix's provider if it has one; whether it is now registered."""
+        prefix, sep, rest = name.partition(":")
+        if name in self._entries or not sep or prefix not in self._providers or not rest:
+            return name in self._entries
+        self.register(self._providers[prefix](rest), name)
+        return True
 
     def register(self, fn: F, name: str | None = None) -> F:
         """Register ``fn`` under ``name`` (default: its ``__name__``); a clash with another function is an error."""
@@ -64,6 +77,7 @@ class Registry:
         """The factory for ``name``; raises SpecError for an unknown or broken one."""
         if name in self._broken:
             raise SpecError(self._broken[name].message)
+        self._provided(name)
         try:
             return self._entries[name]
         except KeyError:
@@ -90,6 +104,8 @@ class Registry:
         spec = spec.strip()
         if not spec:
             raise SpecError(f"empty {self.kind} SPEC")
+        if self._provided(spec):
+            return [spec]
         if _is_import_spec(spec):
             return [self._resolve_import(spec)]
         if any(ch in spec for ch in "*?["):
@@ -237,4 +253,5 @@ def load_builtins() -> None:
     importlib.import_module("pytest_prune.pruners")
     importlib.import_module("pytest_prune.architectures")
     importlib.import_module("pytest_prune.data.embedded")
+    importlib.import_module("pytest_prune.data.disk")
     load_entry_points()

@@ -158,6 +158,7 @@ def environment(settings: Any) -> dict[str, Any]:
         "device": settings.device,
         "threads": settings.threads,
         "epochs": settings.epochs,
+        "recipe": settings.recipe,
         "seed": settings.seed,
         "repeats": settings.repeats,
         "schedule": settings.schedule,
@@ -322,7 +323,7 @@ class ResultsError(ValueError):
     """A results file that cannot be used; the message names the file and what is wrong with it."""
 
 
-MATRIX_SETTINGS = ("epochs", "schedule", "threads", "device")
+MATRIX_SETTINGS = ("epochs", "recipe", "schedule", "threads", "device")
 """Environment settings that change every number: results that differ in them are not comparable."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,7 +82,23 @@ OPTIONS = (
         "list",
         "LIST",
     ),
-    Option("epochs", f"finetuning epochs after pruning (default {DEFAULT_EPOCHS})", metavar="N"),
+    Option(
+        "epochs",
+        f"finetuning epochs after pruning (default {DEFAULT_EPOCHS}, or the --prune-recipe's own epochs)",
+        metavar="N",
+    ),
+    Option(
+        "recipe",
+        "finetuning recipe: default, shrinkbench, lost-in-pruning-resnet, lost-in-pruning-vgg-retrain, ... "
+        "(pytest_prune.recipes.RECIPES; recorded in every result)",
+        metavar="NAME",
+    ),
+    Option(
+        "data_root",
+        "folder holding the standard datasets (mnist, fashion_mnist, cifar10, cifar100, imagenet); "
+        "default: the PYTEST_PRUNE_DATA environment variable",
+        metavar="DIR",
+    ),
     Option("seed", f"seed for pruning and finetuning (default {DEFAULT_SEED})", metavar="N"),
     Option(
         "repeats",
@@ -194,6 +211,8 @@ class Settings:
     archs: tuple[str, ...] = DEFAULT_ARCHS
     compressions: tuple[float, ...] = DEFAULT_COMPRESSIONS
     epochs: int = DEFAULT_EPOCHS
+    recipe: str = "default"
+    data_root: Path | None = None
     seed: int = DEFAULT_SEED
     repeats: int = 1
     rounds: int = 1
@@ -221,6 +240,13 @@ class Settings:
     def schedule(self) -> str:
         """``oneshot`` or ``iterative:N``, as given."""
         return "oneshot" if self.rounds == 1 else f"iterative:{self.rounds}"
+
+    @property
+    def finetune_recipe(self) -> Any:
+        """The finetuning Recipe: --prune-recipe's, for --prune-epochs epochs."""
+        from .recipes import RECIPES
+
+        return RECIPES[self.recipe].with_epochs(self.epochs)
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -353,6 +379,17 @@ def build(raw: dict[str, Any]) -> Settings:
             settings[key] = _number(key, str(raw[key]), convert, lo)
     if raw.get("schedule"):
         settings["rounds"] = parse_schedule(str(raw["schedule"]))
+    if raw.get("recipe"):
+        from .recipes import RECIPES
+
+        name = str(raw["recipe"]).strip()
+        if name not in RECIPES:
+            raise SettingsError(f"--prune-recipe: unknown recipe {name!r}; valid: {', '.join(sorted(RECIPES))}")
+        settings["recipe"] = name
+        settings.setdefault("epochs", RECIPES[name].epochs)
+    root = raw.get("data_root") or os.environ.get("PYTEST_PRUNE_DATA")
+    if root:
+        settings["data_root"] = Path(str(root)).expanduser()
     if values := split_list(raw.get("latency")):
         settings["latency_batches"] = () if values == ("off",) else tuple(_number("latency", v, int, 1) for v in values)
     if raw.get("latency_repeats") not in (None, ""):

@@ -6,7 +6,6 @@ import contextlib
 import math
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -14,34 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data.augment import augment_batch
 from .data.base import Batches, ImageDataset
+from .recipes import FINETUNE, PRETRAIN, Recipe
 
-
-@dataclass(frozen=True)
-class Recipe:
-    """An SGD training recipe: nesterov momentum, weight decay, cosine learning-rate decay per step."""
-
-    epochs: int
-    lr: float
-    batch_size: int = 128
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON records and manifests."""
-        return {"optimizer": "sgd", "schedule": "cosine", **asdict(self)}
-
-    def with_epochs(self, epochs: int) -> Recipe:
-        """The same recipe for a different number of epochs."""
-        return replace(self, epochs=epochs)
-
-
-PRETRAIN = Recipe(epochs=20, lr=0.05)
-"""Reference training of the built-in (dataset, architecture) pairs and of user architectures."""
-
-FINETUNE = Recipe(epochs=2, lr=0.01)
-"""Finetuning after pruning; ``--prune-epochs`` sets the epochs."""
+__all__ = ["FINETUNE", "PRETRAIN", "Recipe", "evaluate", "seed_everything", "torch_threads", "train"]
 
 
 def seed_everything(seed: int) -> None:
@@ -81,12 +57,18 @@ def train(
         weight_decay=recipe.weight_decay,
         nesterov=recipe.nesterov,
     )
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs * steps)
+    if recipe.schedule == "cosine" and not recipe.warmup_epochs:
+        schedule: Any = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs * steps)
+    else:
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: recipe.factor(step, steps))
     model.train()
     loss = torch.zeros(())
     for epoch in range(recipe.epochs):
-        # a new order each epoch, the same for the same seed
+        # a new order (and new augmentation draws) each epoch, the same for the same seed
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         for inputs, targets in Batches(data.train_x, data.train_y, recipe.batch_size, seed + epoch):
+            if data.augmentation:
+                inputs = augment_batch(inputs, data.augmentation, data.normalisation, generator)
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(inputs), targets)
             loss.backward()

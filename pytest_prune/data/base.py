@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ class ImageDataset:
     num_classes: int
     description: str = ""
     normalisation: dict[str, list[float]] = field(default_factory=dict)
+    augmentation: str = ""
+    """Training-time augmentation (``pytest_prune.data.augment``), e.g. ``crop4+flip`` for CIFAR; "" = none."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -64,6 +67,7 @@ class ImageDataset:
             self.num_classes,
             self.description,
             self.normalisation,
+            self.augmentation,
         )
 
 
@@ -84,3 +88,20 @@ class Batches:
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             yield self.x[index], self.y[index]
+
+
+def load_dataset(name: str, root: Path | None = None) -> ImageDataset:
+    """Build dataset ``name``: factories that take a ``root`` argument get the data root (may be None)."""
+    import inspect
+
+    from ..registry import DATASETS
+
+    factory = DATASETS.get(name)
+    try:
+        takes_root = "root" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        takes_root = False
+    data = factory(root=root) if takes_root else factory()
+    if not isinstance(data, ImageDataset):
+        raise TypeError(f"dataset factory {name!r} returned {type(data).__name__}, not ImageDataset")
+    return data

@@ -1,0 +1,297 @@
+"""Standard datasets read from a data root in their usual on-disk formats, without torchvision.
+
+``--prune-data-root DIR`` (or the ``PYTEST_PRUNE_DATA`` environment variable) names the folder:
+
+======================  ==========================================================================
+dataset                 files under DIR (the first folder that has them)
+======================  ==========================================================================
+``mnist``               ``mnist/``, ``MNIST/raw/`` or DIR: ``train-images-idx3-ubyte``,
+                        ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
+                        ``t10k-labels-idx1-ubyte``, each raw or ``.gz``
+``fashion_mnist``       the same four IDX names in ``fashion_mnist/``, ``fashion-mnist/`` or
+                        ``FashionMNIST/raw/``
+``cifar10``             ``cifar-10-batches-py/data_batch_1`` … ``data_batch_5`` and ``test_batch``
+                        (the "python version" pickles)
+``cifar100``            ``cifar-100-python/train`` and ``test`` (fine labels, 100 classes)
+``imagenet``            ``imagenet/train/<class>/*`` and ``imagenet/val/<class>/*`` (ImageFolder;
+                        needs torchvision, see ``imagenet``)
+======================  ==========================================================================
+
+Pixels are scaled to [0, 1] and normalised per channel with the constants below (the customary ones of
+each dataset). CIFAR trains with ``crop4+flip`` augmentation (random 32×32 crop of the 4-pixel padded
+image and a horizontal flip), as ShrinkBench and Lost in Pruning do; the MNIST family trains without.
+Everything is held in memory as float32: CIFAR-10 takes about 740 MB.
+
+The CIFAR pickles are read with an unpickler that only builds NumPy arrays, so a tampered file cannot
+run code. Truncated files, wrong magic numbers, mismatched counts and out-of-range labels are errors that
+name the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import math
+import pickle
+import struct
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ..registry import dataset
+from .base import ImageDataset
+
+NORMALISATION = {
+    "mnist": ([0.1307], [0.3081]),
+    "fashion_mnist": ([0.2860], [0.3530]),
+    "cifar10": ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
+    "cifar100": ([0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]),
+    "imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+}
+"""(mean, std) per channel of the [0, 1] pixels of each training set."""
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_FOLDERS = {
+    "mnist": ("mnist", "MNIST/raw", "MNIST", "."),
+    "fashion_mnist": ("fashion_mnist", "fashion-mnist", "FashionMNIST/raw", "FashionMNIST"),
+}
+
+
+class DataError(ValueError):
+    """A data root or dataset file that cannot be used; the message names it and says what to do."""
+
+
+def require_root(root: Path | None, name: str, layout: str) -> Path:
+    """The data root, or a DataError telling where the files of dataset ``name`` go."""
+    if root is None:
+        raise DataError(
+            f"dataset {name!r} is read from a data root: give --prune-data-root DIR (or set PYTEST_PRUNE_DATA); "
+            f"expected layout: {layout}"
+        )
+    if not Path(root).is_dir():
+        raise DataError(f"dataset {name!r}: data root {root} is not a folder; expected layout: {layout}")
+    return Path(root)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (raw or gzipped) of unsigned bytes as an array of its recorded shape."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: cannot be read or decompressed ({exc}); the file is truncated or not gzip") from None
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (header {raw[:4].hex() or 'empty'})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes)")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = header + math.prod(shape)
+    if len(raw) != expected:
+        raise DataError(
+            f"{path}: {len(raw):,} bytes, but its header announces shape {shape} = {expected:,} bytes; "
+            "the file is truncated or damaged, download it again"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find(folders: list[Path], stem: str) -> Path | None:
+    for folder in folders:
+        for candidate in (folder / stem, folder / f"{stem}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _labels(path: Path, labels: np.ndarray, classes: int) -> np.ndarray:
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise DataError(f"{path}: labels span {labels.min()}..{labels.max()}, outside 0..{classes - 1}")
+    return labels.astype(np.int64)
+
+
+def _finish(
+    name: str,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    classes: int,
+    description: str,
+    augmentation: str = "",
+) -> ImageDataset:
+    mean, std = NORMALISATION[name]
+
+    def tensor(images: np.ndarray) -> torch.Tensor:
+        pixels = images if images.flags.writeable else images.copy()
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(torch.float32).div_(255.0)
+        m = torch.tensor(mean).view(1, -1, 1, 1)
+        s = torch.tensor(std).view(1, -1, 1, 1)
+        return x.sub_(m).div_(s)
+
+    return ImageDataset(
+        tensor(train[0]),
+        torch.from_numpy(train[1]),
+        tensor(test[0]),
+        torch.from_numpy(test[1]),
+        classes,
+        description,
+        {"mean": list(mean), "std": list(std)},
+        augmentation,
+    )
+
+
+def idx_dataset(name: str, root: Path | None) -> ImageDataset:
+    """MNIST-format data (IDX files) of dataset ``name`` from the data root."""
+    layout = f"DIR/{IDX_FOLDERS[name][0]}/{{{', '.join(IDX_FILES)}}}[.gz]"
+    base = require_root(root, name, layout)
+    folders = [base / f for f in IDX_FOLDERS[name]]
+    paths = [_find(folders, stem) for stem in IDX_FILES]
+    missing = [stem for stem, path in zip(IDX_FILES, paths, strict=True) if path is None]
+    if missing:
+        raise DataError(
+            f"dataset {name!r}: {', '.join(missing)} (raw or .gz) not found in "
+            f"{', '.join(str(f) for f in folders)}; expected layout: {layout}"
+        )
+    arrays = [read_idx(p) for p in paths]  # type: ignore[arg-type]
+    splits = []
+    for (images, labels), (image_path, label_path) in (
+        ((arrays[0], arrays[1]), (paths[0], paths[1])),
+        ((arrays[2], arrays[3]), (paths[2], paths[3])),
+    ):
+        if images.ndim != 3 or labels.ndim != 1:
+            raise DataError(
+                f"{image_path}: expected (N, H, W) images and (N,) labels, got {images.shape}, {labels.shape}"
+            )
+        if len(images) != len(labels):
+            raise DataError(f"{image_path} has {len(images):,} images but {label_path} has {len(labels):,} labels")
+        splits.append((images[:, None], _labels(label_path, labels, 10)))  # type: ignore[arg-type]
+    title = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}[name]
+    return _finish(name, splits[0], splits[1], 10, f"{title} from {paths[0].parent}; pixels/255, normalised")  # type: ignore[union-attr]
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles dicts, lists, bytes and NumPy arrays; refuses every other global (no code runs)."""
+
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("copyreg", "_reconstructor"),
+        ("_codecs", "encode"),  # protocol-2 pickles written by Python 3 encode bytes through it
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only NumPy arrays are expected")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: Path, label_key: bytes, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR python-version pickle: (N, 3, 32, 32) uint8 images and int64 labels."""
+    try:
+        batch = _ArraysOnly(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as exc:
+        raise DataError(
+            f"{path}: not a readable CIFAR python pickle ({type(exc).__name__}: {exc}); download it again"
+        ) from None
+    if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
+        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise DataError(f"{path}: expected a dict with b'data' and {label_key!r}, found {keys}")
+    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[label_key])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(f"{path}: b'data' is {data.dtype} {data.shape}, expected uint8 (N, 3072)")
+    if len(data) != len(labels):
+        raise DataError(f"{path}: {len(data):,} images but {len(labels):,} labels")
+    return data.reshape(-1, 3, 32, 32), _labels(path, labels, classes)
+
+
+def cifar_dataset(name: str, root: Path | None) -> ImageDataset:
+    """CIFAR-10 or CIFAR-100 from the python-version pickles under the data root."""
+    folder_name, train_files, test_file, label_key, classes = {
+        "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels", 10),
+        "cifar100": ("cifar-100-python", ["train"], "test", b"fine_labels", 100),
+    }[name]
+    layout = (
+        f"DIR/{folder_name}/{{{', '.join([*train_files, test_file])}}} (the CIFAR 'python version' archive, extracted)"
+    )
+    folder = require_root(root, name, layout) / folder_name
+    missing = [f for f in [*train_files, test_file] if not (folder / f).is_file()]
+    if missing:
+        raise DataError(f"dataset {name!r}: {', '.join(missing)} not found in {folder}; expected layout: {layout}")
+    parts = [read_cifar_batch(folder / f, label_key, classes) for f in train_files]
+    train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    test = read_cifar_batch(folder / test_file, label_key, classes)
+    title = "CIFAR-10" if name == "cifar10" else "CIFAR-100"
+    return _finish(name, train, test, classes, f"{title} from {folder}; pixels/255, normalised", "crop4+flip")
+
+
+@dataset
+def mnist(root: Path | None = None) -> ImageDataset:
+    """MNIST (60,000 train / 10,000 test, 1×28×28) from IDX files under the data root."""
+    return idx_dataset("mnist", root)
+
+
+@dataset
+def fashion_mnist(root: Path | None = None) -> ImageDataset:
+    """Fashion-MNIST (60,000 / 10,000, 1×28×28) from IDX files under the data root."""
+    return idx_dataset("fashion_mnist", root)
+
+
+@dataset
+def cifar10(root: Path | None = None) -> ImageDataset:
+    """CIFAR-10 (50,000 / 10,000, 3×32×32) from the python pickles; trains with crop4+flip."""
+    return cifar_dataset("cifar10", root)
+
+
+@dataset
+def cifar100(root: Path | None = None) -> ImageDataset:
+    """CIFAR-100 (50,000 / 10,000, 3×32×32, 100 fine classes); trains with crop4+flip."""
+    return cifar_dataset("cifar100", root)
+
+
+IMAGENET_SIZE = 64
+"""Side of the square ImageNet images held in memory (resize shorter side, centre crop)."""
+
+
+@dataset
+def imagenet(root: Path | None = None) -> ImageDataset:
+    """An ImageFolder tree (``imagenet/train/<class>/…``, ``imagenet/val/<class>/…``) through torchvision.
+
+    The harness holds datasets in memory, so images are resized (shorter side) and centre-cropped to
+    ``IMAGENET_SIZE`` pixels: meant for ImageNet subsets (Imagenette, Tiny-ImageNet-style trees), not the
+    full 1.28M images. Needs torchvision.
+    """
+    layout = "DIR/imagenet/train/<class>/*.JPEG and DIR/imagenet/val/<class>/*.JPEG (torchvision ImageFolder)"
+    folder = require_root(root, "imagenet", layout) / "imagenet"
+    for split in ("train", "val"):
+        if not (folder / split).is_dir():
+            raise DataError(f"dataset 'imagenet': {folder / split} is not a folder; expected layout: {layout}")
+    try:
+        from torchvision import datasets, transforms
+    except Exception as exc:  # the CUDA wheels fail with more than ImportError under a CPU torch
+        raise DataError(
+            f"dataset 'imagenet' needs torchvision (pip install 'pytest-prune[vision]'): {type(exc).__name__}: {exc}"
+        ) from None
+    transform = transforms.Compose(
+        [transforms.Resize(IMAGENET_SIZE), transforms.CenterCrop(IMAGENET_SIZE), transforms.PILToTensor()]
+    )
+    splits = []
+    classes: list[str] | None = None
+    for split in ("train", "val"):
+        tree = datasets.ImageFolder(str(folder / split), transform=transform)
+        if classes is not None and list(tree.classes) != classes:
+            raise DataError(f"dataset 'imagenet': {folder / 'val'} has other classes than {folder / 'train'}")
+        classes = list(tree.classes)
+        images = [tree[i] for i in range(len(tree))]
+        x = np.stack([np.asarray(image, dtype=np.uint8) for image, _ in images])
+        y = np.asarray([label for _, label in images], dtype=np.int64)
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise DataError(f"dataset 'imagenet': images of {folder / split} load as {x.shape[1:]}, not 3×H×W")
+        splits.append((x, y))
+    assert classes is not None
+    return _finish(
+        "imagenet", splits[0], splits[1], len(classes), f"ImageFolder {folder}, {IMAGENET_SIZE}px centre crops"
+    )

@@ -1,0 +1,137 @@
+"""Standard datasets from a data root: IDX and CIFAR pickles, tiny generated files in each format."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from pytest_prune.data.base import load_dataset
+from pytest_prune.data.disk import NORMALISATION, DataError, read_idx
+from pytest_prune.registry import load_builtins
+
+load_builtins()
+
+
+def write_idx(path, array, gz=False):
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        payload = gzip.compress(payload)
+    path.write_bytes(payload)
+    return path
+
+
+def make_mnist(folder, gz=False, train=20, test=10, label_max=9):
+    rng = np.random.RandomState(0)
+    files = {}
+    for prefix, count in (("train", train), ("t10k", test)):
+        images = rng.randint(0, 256, (count, 28, 28))
+        labels = np.arange(count) % (label_max + 1)
+        files[f"{prefix}-images"] = write_idx(folder / f"{prefix}-images-idx3-ubyte", images, gz)
+        files[f"{prefix}-labels"] = write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels, gz)
+    return files
+
+
+def make_cifar(root, name="cifar10", per_batch=8, test=6):
+    rng = np.random.RandomState(1)
+    folder, files, key, classes = {
+        "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], b"labels", 10),
+        "cifar100": ("cifar-100-python", ["train", "test"], b"fine_labels", 100),
+    }[name]
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    for file in files:
+        count = test if "test" in file else per_batch
+        batch = {b"data": rng.randint(0, 256, (count, 3072)).astype(np.uint8), key: list(np.arange(count) % classes)}
+        (root / folder / file).write_bytes(pickle.dumps(batch, protocol=2))
+    return root / folder
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST/raw"), ("fashion_mnist", "fashion_mnist")])
+def test_idx_datasets_load_normalised(tmp_path, gz, name, folder):
+    make_mnist(tmp_path / folder, gz)
+    data = load_dataset(name, tmp_path)
+    data.validate(name)
+    assert data.train_x.shape == (20, 1, 28, 28) and data.test_x.shape == (10, 1, 28, 28)
+    assert data.train_y.tolist()[:12] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1] and data.augmentation == ""
+    mean, std = NORMALISATION[name]
+    raw = read_idx(next((tmp_path / folder).glob("train-images*")))
+    expected = (torch.from_numpy(raw[0].astype(np.float32)) / 255 - mean[0]) / std[0]
+    assert torch.allclose(data.train_x[0, 0], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "classes", "train"), [("cifar10", 10, 40), ("cifar100", 100, 8)])
+def test_cifar_pickles_load_with_augmentation(tmp_path, name, classes, train):
+    make_cifar(tmp_path, name)
+    data = load_dataset(name, tmp_path)
+    data.validate(name)
+    assert data.train_x.shape == (train, 3, 32, 32) and data.test_x.shape == (6, 3, 32, 32)
+    assert data.num_classes == classes and data.augmentation == "crop4+flip"
+    assert data.normalisation["mean"] == NORMALISATION[name][0]
+
+
+def test_a_missing_root_says_where_the_files_go(tmp_path):
+    where = r"give --prune-data-root DIR \(or set PYTEST_PRUNE_DATA\).*cifar-10-batches-py"
+    with pytest.raises(DataError, match=where):
+        load_dataset("cifar10", None)
+    with pytest.raises(DataError, match="is not a folder"):
+        load_dataset("mnist", tmp_path / "nowhere")
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*\(raw or .gz\) not found in"):
+        load_dataset("mnist", tmp_path)
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    with pytest.raises(DataError, match="data_batch_1, data_batch_2, .*test_batch not found in"):
+        load_dataset("cifar10", tmp_path)
+
+
+def test_truncated_and_foreign_idx_files_name_the_file(tmp_path):
+    files = make_mnist(tmp_path / "mnist")
+    path = files["train-images"]
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: 15,596 bytes, but its header announces shape"):
+        load_dataset("mnist", tmp_path)
+    path.write_bytes(b"PK\x03\x04 not idx at all")
+    with pytest.raises(DataError, match="not an IDX file of unsigned bytes"):
+        load_dataset("mnist", tmp_path)
+    gz = write_idx(tmp_path / "g" / "x", np.zeros((3, 4)), gz=True)
+    gz.write_bytes(gz.read_bytes()[:10])
+    with pytest.raises(DataError, match="cannot be read or decompressed"):
+        read_idx(gz)
+
+
+def test_counts_and_labels_are_checked_per_file(tmp_path):
+    files = make_mnist(tmp_path / "mnist", label_max=9)
+    write_idx(files["t10k-labels"], np.arange(7) % 10)
+    mismatch = "t10k-images-idx3-ubyte has 10 images but .*t10k-labels-idx1-ubyte has 7 labels"
+    with pytest.raises(DataError, match=mismatch):
+        load_dataset("mnist", tmp_path)
+    write_idx(files["t10k-labels"], np.arange(10) + 3)
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: labels span 3..12, outside 0..9"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_cifar_pickles_are_checked_and_never_run_code(tmp_path):
+    folder = make_cifar(tmp_path)
+    (folder / "data_batch_3").write_bytes((folder / "data_batch_3").read_bytes()[:500])
+    with pytest.raises(DataError, match="data_batch_3: not a readable CIFAR python pickle"):
+        load_dataset("cifar10", tmp_path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": Evil()}))
+    with pytest.raises(DataError, match="refusing to unpickle builtins.print"):
+        load_dataset("cifar10", tmp_path)
+    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 11]}))
+    with pytest.raises(DataError, match=r"data_batch_3: labels span 0..11, outside 0..9"):
+        load_dataset("cifar10", tmp_path)
+    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}))
+    with pytest.raises(DataError, match=r"b'data' is uint8 \(2, 100\), expected uint8 \(N, 3072\)"):
+        load_dataset("cifar10", tmp_path)
