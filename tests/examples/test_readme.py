@@ -44,3 +44,13 @@ def test_ci_runs_the_readme_install_and_test_commands():
     assert install in ci and "pip install -c constraints-cpu.txt" in install
     assert re.search(r"# 2\. run pytest-prune's own test suite\npytest\n", readme)
     assert re.search(r"^pytest$", ci, re.M)
+
+
+def test_every_option_the_readme_mentions_exists():
+    from pytest_prune.settings import OPTIONS
+
+    known = {option.flag for option in OPTIONS}
+    mentioned = set(re.findall(r"--prune-[a-z0-9-]+[a-z0-9]", README.read_text()))
+    assert mentioned and mentioned <= known, f"README mentions unknown options: {sorted(mentioned - known)}"
+    undocumented = {flag for flag in known if f"`{flag}" not in README.read_text()}
+    assert not undocumented, f"options missing from the README's table: {sorted(undocumented)}"
