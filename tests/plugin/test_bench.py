@@ -134,10 +134,10 @@ def test_unknown_names_are_usage_errors_listing_the_choices(pytester, xdist):
     result = pytester.runpytest("--prune-bench", "--prune-arch=lenet7", *xdist)
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*unknown architecture 'lenet7'*Available architectures: lenet300_100, lenet5*"])
-    result = pytester.runpytest("--prune-bench", "--prune-dataset=mnist", *xdist)
+    result = pytester.runpytest("--prune-bench", "--prune-dataset=cifar11", *xdist)
     assert result.ret == 4
     result.stderr.fnmatch_lines(
-        ["*unknown dataset 'mnist'. Did you mean mnist5k?*Available datasets: digits, mnist5k*"]
+        ["*unknown dataset 'cifar11'. Did you mean cifar10*Available datasets: cifar10, cifar100, digits, *mnist5k*"]
     )
 
 
