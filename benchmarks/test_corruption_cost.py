@@ -9,14 +9,17 @@ corruption that applies to 1-channel images at severity 3 (N = 12), which corrup
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import pytest
 import torch
 from conftest import both
 
 from pytest_prune.reference import load_pretrained
 from pytest_prune.registry import DATASETS, load_builtins
-from pytest_prune.robustness.corruptions import BATCH, PixelSpace
-from pytest_prune.robustness.measure import applicable, shifted_top1
+from pytest_prune.robustness.corruptions import BATCH, CORRUPTIONS, PixelSpace, corrupted_batches
+from pytest_prune.robustness.measure import EVAL_SEED, applicable, shifted_top1
 from pytest_prune.settings import CORRUPTION_NAMES
 from pytest_prune.train import torch_threads
 
@@ -66,6 +69,24 @@ def test_corrupted_evaluations(benchmark, medians, data, corruptions, arch, tmp_
             shifted_top1, args=(model, data.test_x, data.test_y, space, corruptions, [3]), rounds=3, warmup_rounds=1
         )
     medians[("corrupted", arch)] = benchmark.stats.stats.median
+
+
+def test_generation_cost_per_corruption(data, corruptions, record_property):
+    """Not a target: ms to corrupt the test set once per corruption, without a model (where the extra time goes)."""
+    space = PixelSpace(data.normalisation, 1)
+    lines = []
+    with torch_threads(1):
+        for name in corruptions:
+            times = []
+            for _ in range(6):  # the first run fills the caches (tables, grids)
+                start = time.perf_counter()
+                for _ in corrupted_batches(data.test_x, space, CORRUPTIONS[name], 3, EVAL_SEED):
+                    pass
+                times.append(time.perf_counter() - start)
+            ms = statistics.median(times[1:]) * 1000
+            record_property(f"generation_ms_{name}", ms)
+            lines.append(f"  {name:16s} {ms:6.2f} ms")
+    print(f"\ncorrupting {len(data.test_x)} images once (median of 5):\n" + "\n".join(lines))
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import colorsys
+import io
 import math
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from pytest_prune.robustness.corruptions import (
     BATCH,
     CORRUPTIONS,
     SEVERITIES,
     PixelSpace,
+    _bernoulli_positions,
+    _poisson_by_table,
+    _poisson_tables,
     batch_generator,
     corrupted_batches,
     defocus_kernel,
+    gaussian_kernel,
     hsv_to_rgb,
     rgb_to_hsv,
 )
@@ -141,3 +149,169 @@ def test_streaming_is_batched_normalised_and_independent_of_order():
     assert not torch.equal(other_seed[0], batches[0][1])
     with pytest.raises(ValueError, match="severity 6 is outside 1–5"):
         next(corrupted_batches(x, space, CORRUPTIONS["shot_noise"], 6, seed=0))
+
+
+# --- the batched JPEG and pixelate against Pillow, image by image (what CIFAR-10-C does) ---------------------------
+
+
+def per_image(x, edit):
+    """Round to 8 bits, run ``edit`` on each image as a Pillow image, back to [0, 1] floats: the slow reference."""
+    pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = []
+    for image in pixels:
+        edited = edit(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image))
+        out.append(np.asarray(edited, dtype=np.uint8).reshape(image.shape))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
+
+
+def pillow_jpeg(quality):
+    def edit(image):
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality)
+        return Image.open(buffer).convert(image.mode)
+
+    return edit
+
+
+def pillow_pixelate(factor):
+    def edit(image):
+        small = (max(1, int(image.width * factor)), max(1, int(image.height * factor)))
+        return image.resize(small, Image.Resampling.BOX).resize(image.size, Image.Resampling.BOX)
+
+    return edit
+
+
+def textured(channels, height, width, n=24, seed=0):
+    """Random pixels, with flat areas (one grey level, as MNIST's background) and an 8-bit ramp in some images."""
+    x = torch.rand(n, channels, height, width, generator=torch.Generator().manual_seed(seed))
+    x[: n // 3, :, : height // 2] = 0.0
+    x[n // 3 : n // 2, :, :, : width // 2] = 0.5
+    x[n // 2 : 2 * n // 3] = torch.linspace(0, 1, height * width).view(1, 1, height, width)
+    return x
+
+
+SIZES = [(28, 28), (32, 32), (13, 21), (2, 3)]  # whole 8×8 / 16×16 blocks or not, tiny chroma
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", SIZES)
+def test_jpeg_equals_pillow_image_by_image(channels, size):
+    x = textured(channels, *size)
+    for quality in (*CORRUPTIONS["jpeg"].params, 95, 10):
+        batched = CORRUPTIONS["jpeg"].apply(x, quality, None)
+        assert torch.equal(batched, per_image(x, pillow_jpeg(quality))), quality
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [*SIZES, (9, 40)])
+def test_pixelate_equals_pillow_image_by_image(channels, size):
+    x = textured(channels, *size)
+    for factor in (*CORRUPTIONS["pixelate"].params, 0.5, 0.3):
+        batched = CORRUPTIONS["pixelate"].apply(x, factor, None)
+        assert torch.equal(batched, per_image(x, pillow_pixelate(factor))), factor
+
+
+# --- the faster noise draws keep their distributions ------------------------------------------------------------
+
+
+def test_shot_noise_tables_give_the_exact_inverse_cdf():
+    photons = 100
+    rates = np.arange(256, dtype=np.float32) / np.float32(255) * np.float32(photons)
+    key = rates.astype(np.float64).tobytes()
+    cdf, _, outcomes, _ = _poisson_tables(key)
+    rows = cdf.reshape(256, outcomes)
+    for level in (1, 77, 255):  # the table is the Poisson CDF
+        lam = float(rates[level])
+        pmf = [math.exp(k * math.log(lam) - lam - math.lgamma(k + 1)) for k in range(outcomes)]
+        assert np.allclose(rows[level, :-1], np.cumsum(pmf)[:-1], rtol=1e-12, atol=1e-15)
+    rng = np.random.default_rng(0)
+    index = rng.integers(1, 256, 50_000)
+    u = rng.random(50_000)
+    u[:6] = [0.0, 1e-300, 1e-15, 0.5, 1 - 1e-12, 1 - 2**-53]  # the extremes of a float64 uniform draw
+    counts = _poisson_by_table(key, index, u)
+    expected = [np.searchsorted(rows[level], draw, side="right") for level, draw in zip(index, u, strict=True)]
+    assert np.array_equal(counts, expected)  # the k with CDF(k − 1) ≤ u < CDF(k), for every draw
+
+
+def test_shot_noise_on_8bit_pixels_is_poisson_per_level_and_keeps_black_black():
+    photons = 50
+    levels = torch.randint(0, 256, (64, 1, 32, 32), generator=torch.Generator().manual_seed(0))
+    x = levels.float() / 255
+    counts = CORRUPTIONS["shot_noise"].apply(x, photons, batch_generator(0, "shot_noise", 5, 0)) * photons
+    assert torch.allclose(counts, counts.round(), atol=1e-4) and (counts[levels == 0] == 0).all()
+    counts = counts.round()
+    for level in (1, 128, 255):
+        drawn = counts[levels == level].double()
+        lam = level / 255 * photons
+        assert abs(drawn.mean() - lam) < 5 * math.sqrt(lam / len(drawn))
+        assert abs(drawn.var() / lam - 1) < 0.3
+
+
+def test_shot_noise_off_the_8bit_levels_is_torch_poisson():
+    x = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = CORRUPTIONS["shot_noise"].apply(x, 100, batch_generator(0, "shot_noise", 3, 0))
+    expected = torch.poisson(x.clamp(0, 1) * 100, generator=batch_generator(0, "shot_noise", 3, 0)) / 100
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("p", [0.01, 0.07, 0.5, 0.95])
+def test_impulse_hits_are_a_bernoulli_process(p):
+    n = 200_000
+    hits = _bernoulli_positions(n, p, torch.Generator().manual_seed(3))
+    assert (hits[1:] > hits[:-1]).all() and hits[0] >= 0 and hits[-1] < n
+    assert abs(len(hits) - n * p) < 5 * math.sqrt(n * p * (1 - p))
+    first_half = int((hits < n // 2).sum())
+    assert abs(first_half - len(hits) / 2) < 5 * math.sqrt(len(hits) / 4)
+    gaps = (hits[1:] - hits[:-1] - 1).double()
+    assert abs(gaps.mean() - (1 - p) / p) < 5 * math.sqrt((1 - p) / p**2 / len(gaps))
+    assert len(_bernoulli_positions(n, 0.0, torch.Generator())) == 0
+    assert torch.equal(_bernoulli_positions(7, 1.0, torch.Generator()), torch.arange(7))
+
+
+# --- the matrix forms of the blurs and grids equal the direct ones -------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(28, 28), (9, 13), (2, 2)])
+def test_blurs_equal_their_padded_convolutions(size):
+    x = textured(3, *size, n=6)
+    for name, mode in (("gaussian_blur", "replicate"), ("defocus_blur", "reflect")):
+        for param in CORRUPTIONS[name].params:
+            kernel = gaussian_kernel(param) if name == "gaussian_blur" else defocus_kernel(*param)
+            pad = kernel.shape[-1] // 2
+            border = "replicate" if mode == "reflect" and min(size) <= pad else mode
+            padded = F.pad(x.double(), (pad, pad, pad, pad), mode=border)
+            expected = F.conv2d(padded, kernel.expand(3, 1, *kernel.shape), groups=3)
+            out = CORRUPTIONS[name].apply(x, param, None)
+            assert out.dtype == x.dtype and torch.allclose(out.double(), expected, atol=1e-6), (name, param)
+
+
+def per_image_affine(x, theta):
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def test_rotation_and_translation_equal_per_image_affine_grids():
+    x = textured(3, 28, 28, n=40)
+    for degrees in CORRUPTIONS["rotation"].params:
+        g = torch.Generator().manual_seed(degrees)
+        angle = (torch.randint(0, 2, (len(x),), generator=torch.Generator().manual_seed(degrees)) * 2 - 1).double()
+        cos, sin = torch.cos(angle * math.radians(degrees)), torch.sin(angle * math.radians(degrees))
+        zero = torch.zeros_like(cos)
+        theta = torch.stack((torch.stack((cos, -sin, zero), 1), torch.stack((sin, cos, zero), 1)), 1)
+        assert torch.allclose(CORRUPTIONS["rotation"].apply(x, degrees, g), per_image_affine(x, theta), atol=1e-6)
+    for fraction in CORRUPTIONS["translation"].params:
+        angle = torch.rand(len(x), generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 2 * math.pi
+        shift = torch.stack((torch.cos(angle), torch.sin(angle)), 1) * 2 * fraction
+        theta = torch.cat((torch.eye(2, dtype=torch.float64).expand(len(x), 2, 2), -shift[:, :, None]), 2)
+        out = CORRUPTIONS["translation"].apply(x, fraction, torch.Generator().manual_seed(1))
+        assert torch.allclose(out, per_image_affine(x, theta), atol=1e-6)
+
+
+def test_streamed_batches_are_the_normalised_clamped_corruption():
+    space = PixelSpace({"mean": [0.1307], "std": [0.3081]}, 1)
+    x = space.normalised(images(1, n=BATCH + 5, size=8))
+    for name in ("gaussian_noise", "jpeg"):
+        for start, batch in corrupted_batches(x, space, CORRUPTIONS[name], 2, seed=4):
+            pixels = space.pixels(x[start : start + BATCH])
+            shifted = CORRUPTIONS[name].apply(pixels, CORRUPTIONS[name].params[1], batch_generator(4, name, 2, start))
+            assert torch.equal(batch, space.normalised(shifted.clamp(0, 1)))
