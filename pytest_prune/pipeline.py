@@ -58,15 +58,32 @@ class Dense:
     """The shared dense parent of a (dataset, arch) pair and what was measured on it once."""
 
     pretrained: Pretrained
-    top1: float
-    top5: float
-    input_shape: tuple[int, ...]
+    data: ImageDataset
+    threads: int
     fingerprint: str
     pristine: dict[str, torch.Tensor]
 
     @property
     def model(self) -> nn.Module:
         return self.pretrained.model
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.data.input_shape
+
+    @functools.cached_property
+    def accuracy(self) -> tuple[float, float]:
+        """Top-1 and top-5 on the test split, evaluated on first use (a cached run needs neither)."""
+        with torch_threads(self.threads):
+            return evaluate(self.model, self.data.test_x, self.data.test_y)
+
+    @property
+    def top1(self) -> float:
+        return self.accuracy[0]
+
+    @property
+    def top5(self) -> float:
+        return self.accuracy[1]
 
     @functools.cached_property
     def macs(self) -> int:
@@ -153,9 +170,8 @@ class Store:
                     progress=self.progress,
                 )
                 model = pretrained.model.to(self.settings.device).eval()
-                top1, top5 = evaluate(model, data.test_x, data.test_y)
             pristine = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            return Dense(pretrained, top1, top5, tuple(data.input_shape), fingerprint(model), pristine)
+            return Dense(pretrained, data, self.settings.threads, fingerprint(model), pristine)
 
         return cached(self._dense, (dataset_name, arch), make)
 
