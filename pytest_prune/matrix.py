@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,3 +72,29 @@ def build_matrix(settings: Settings) -> list[Case]:
         for c in settings.compressions
         for seed in settings.seeds
     ]
+
+
+@functools.cache
+def arch_cost(arch: str) -> float:
+    """A relative cost of training ``arch``: its conv/linear MACs for one 3×32×32 input (0 if it cannot say).
+
+    Used only to order cells for xdist; the probe shape is fixed because the datasets are not loaded yet.
+    """
+    try:
+        import torch
+
+        from .metrics.counting import _layer_macs, probe_forward
+
+        model = ARCHITECTURES.get(arch)((3, 32, 32), 10)
+        total = 0
+
+        def record(name: str, module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            nonlocal total
+            total += _layer_macs(module, inputs, output)
+
+        probe_forward(
+            model, (3, 32, 32), lambda m: isinstance(m, torch.nn.Linear | torch.nn.modules.conv._ConvNd), record
+        )
+        return float(total)
+    except Exception:  # an architecture that rejects the probe keeps its place
+        return 0.0

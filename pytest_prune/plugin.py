@@ -167,3 +167,22 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items.extend(_PackagedModule.collect_suite(session, "pytest_prune.conformance", "pytest-prune-conformance"))
     if settings.bench or (settings.pruners_given and not settings.conformance and not any(map(_uses_fixtures, items))):
         items.extend(_PackagedModule.collect_suite(session, "pytest_prune.bench", BENCH_NODEID))
+    if hasattr(config, "workerinput") and any(map(_uses_fixtures, items)):
+        _costliest_first(items)
+
+
+def _costliest_first(items: list) -> None:
+    """Under xdist, hand out the cells of costly architectures first (longest-processing-time order).
+
+    Every worker sorts its collection the same way, so xdist sees identical collections; the last cells
+    left running are then cheap ones and the workers finish together. Serial runs keep the matrix order.
+    """
+    from .matrix import arch_cost
+
+    def cost(item: pytest.Item) -> float:
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("prune_case") if callspec is not None else None
+        return arch_cost(case.arch) if case is not None else 0.0
+
+    costs = {id(item): cost(item) for item in items}
+    items.sort(key=lambda item: -costs[id(item)])  # stable: equal costs keep their order

@@ -106,3 +106,13 @@ def test_entry_points_register_pruners_and_a_broken_one_only_warns(monkeypatch):
         assert names == ["vendor"] and registry.PRUNERS.get("vendor") is vendor_pruner
     finally:
         registry.PRUNERS._entries.pop("vendor", None)
+
+
+def test_arch_cost_orders_architectures_by_their_work():
+    from pytest_prune.matrix import arch_cost
+    from pytest_prune.registry import load_builtins
+
+    load_builtins()
+    costs = [arch_cost(a) for a in ("lenet300_100", "lenet5", "resnet20", "vgg16")]
+    assert costs == sorted(costs) and costs[0] > 0
+    assert arch_cost("tv:not_a_model") == 0.0  # cannot say: keeps its place
