@@ -150,7 +150,7 @@ class CellCache:
         """Write ``entry`` (and the weights, when given) atomically: weights first, then the JSON naming them."""
         if self.folder is None:
             return
-        from .reference import atomic_write_bytes
+        from .files import atomic_write_bytes
 
         meta_path, weights_path = self._paths(entry.key)
         if state_dict is not None:

@@ -68,7 +68,7 @@ def _expect(args: argparse.Namespace) -> int:
 
 def _leaderboard(args: argparse.Namespace) -> int:
     from .report.leaderboard import write_leaderboard
-    from .results import ResultsError, load_results, matrix_differences
+    from .results import ResultsError, incomparable, load_results
 
     try:
         documents = [(Path(p), load_results(Path(p))) for p in args.results]
@@ -78,13 +78,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
     first_path, first = documents[0]
     records: dict[tuple, dict] = {}
     for path, document in documents:
-        differences = matrix_differences(first["environment"], document["environment"])
-        if differences:
-            print(
-                f"pytest-prune leaderboard: {path} and {first_path} come from different matrices "
-                f"({'; '.join(differences)}); their cells are not comparable",
-                file=sys.stderr,
-            )
+        if why := incomparable(first_path, first["environment"], path, document["environment"]):
+            print(f"pytest-prune leaderboard: {why}; their cells are not comparable", file=sys.stderr)
             return 2
         for record in document["results"]:
             key = (record["dataset"], record["arch"], record["pruner"], record["compression"], record["seed"])
@@ -100,20 +95,15 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from .gate import compare, verdict
-    from .results import ResultsError, load_results, matrix_differences
+    from .results import ResultsError, incomparable, load_results
 
     try:
         baseline, current = load_results(Path(args.baseline)), load_results(Path(args.current))
     except ResultsError as exc:
         print(f"pytest-prune compare: {exc}", file=sys.stderr)
         return 2
-    differences = matrix_differences(baseline["environment"], current["environment"])
-    if differences:
-        print(
-            f"pytest-prune compare: {args.current} and {args.baseline} come from different matrices "
-            f"({'; '.join(differences)})",
-            file=sys.stderr,
-        )
+    if why := incomparable(args.current, current["environment"], args.baseline, baseline["environment"]):
+        print(f"pytest-prune compare: {why}", file=sys.stderr)
         return 2
     findings = compare(baseline["results"], current["results"], args.tolerance)
     print("\n".join(verdict(findings, args.baseline)))

@@ -72,19 +72,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _baseline(settings: Settings) -> dict[str, Any]:
     """The --prune-baseline results, checked before any work: unreadable or incomparable is a usage error."""
-    from .results import ResultsError, environment, load_results, matrix_differences
+    from .results import ResultsError, environment, incomparable, load_results
 
     assert settings.baseline is not None
     try:
         document = load_results(settings.baseline)
     except ResultsError as exc:
         raise pytest.UsageError(f"--prune-baseline: {exc}") from None
-    differences = matrix_differences(document["environment"], environment(settings))
-    if differences:
-        raise pytest.UsageError(
-            f"--prune-baseline: {settings.baseline} comes from a different matrix ({'; '.join(differences)}); "
-            "run with the baseline's settings or record a new baseline"
-        )
+    if why := incomparable(settings.baseline, document["environment"], "this run", environment(settings)):
+        raise pytest.UsageError(f"--prune-baseline: {why}; run with the baseline's settings or record a new baseline")
     return document
 
 

@@ -7,15 +7,12 @@ recipe, the seed, the thread count and the versions that produced it. ``pytest-p
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
-import os
 import platform
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
@@ -26,6 +23,7 @@ import torch
 from torch import nn
 
 from .data.base import ImageDataset, load_dataset
+from .files import atomic_write_bytes, file_lock
 from .progress import Progress
 from .recipes import PRETRAIN, Recipe, pretrain_recipe
 from .registry import ARCHITECTURES, DATASETS
@@ -79,39 +77,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes (xdist workers training the same model); no-op without fcntl."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: concurrent trainers only duplicate work, writes stay atomic
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def build_model(arch: str, data: ImageDataset, dataset_name: str) -> nn.Module:

@@ -181,7 +181,7 @@ def environment(settings: Any) -> dict[str, Any]:
 
 def write_json(path: Path, environment: dict[str, Any], records: Iterable[dict[str, Any]]) -> None:
     """Write the results document atomically (readers never see half a file)."""
-    from .reference import atomic_write_bytes
+    from .files import atomic_write_bytes
     from .report.aggregate import summaries
     from .robustness.potential import prune_potential
 
@@ -355,6 +355,14 @@ def load_results(path: Path) -> dict[str, Any]:
     if not isinstance(document.get("environment"), dict):
         raise ResultsError(f"{path}: no 'environment' object")
     return document
+
+
+def incomparable(a_name: Any, a: dict[str, Any], b_name: Any, b: dict[str, Any]) -> str | None:
+    """Why two results files cannot be compared or merged (``"a and b come from different matrices (…)"``)."""
+    differences = matrix_differences(a, b)
+    if not differences:
+        return None
+    return f"{a_name} and {b_name} come from different matrices ({'; '.join(differences)})"
 
 
 def matrix_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

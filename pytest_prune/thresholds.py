@@ -103,7 +103,7 @@ def floor_for(top1: float, dense_top1: float, margin: float, slope: float = 0.1)
 
 def expectations_from_results(paths: Iterable[Path], output: Path, margin: float) -> int:
     """Write an expectations file from results JSON files (all from the same conditions); returns the count."""
-    from .reference import atomic_write_bytes
+    from .files import atomic_write_bytes
 
     cells: dict[str, Any] = {}
     found: dict[str, Any] | None = None

@@ -206,7 +206,7 @@ def write_leaderboard(
     sources: list[str] | None = None,
 ) -> list[str]:
     """Write the leaderboard and its plots; returns messages for the user (plots skipped and why)."""
-    from ..reference import atomic_write_bytes
+    from ..files import atomic_write_bytes
     from .plots import PlotsUnavailable, draw_plots
 
     path = Path(path)

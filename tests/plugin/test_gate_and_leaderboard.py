@@ -68,7 +68,7 @@ def test_a_missing_cell_and_a_changed_compression_regress(pytester, baseline):
         (lambda path: edit(path, lambda d: d.update(schema="pytest-prune/0")), "*results schema 'pytest-prune/0'*"),
         (
             lambda path: edit(path, lambda d: d["environment"].update(epochs=3)),
-            "*base.json comes from a different matrix (epochs 3 vs 1)*",
+            "*base.json and this run come from different matrices (epochs 3 vs 1)*",
         ),
     ],
     ids=["missing", "truncated", "schema", "other-matrix"],
