@@ -8,7 +8,14 @@ from plugin.conftest import FAST, records
 
 from pytest_prune.results import TIMED_FIELDS
 
-BASE = ("--prune-bench", *FAST, "--prune-compression=2,4,8", "--prune-max-drop=100", "--prune-json=out.json")
+BASE = (
+    "--prune-bench",
+    *FAST,
+    "--prune-compression=2,4,8",
+    "--prune-max-drop=100",
+    "--prune-json=out.json",
+    "--prune-latency-repeats=3",
+)
 DYING = """
 import os, signal
 from pytest_prune.pruners.magnitude import global_magnitude

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from plugin.conftest import records
 from unit.test_disk_data import make_cifar, make_mnist
-
-from pytest_prune.cli import main
 
 ARGS = (
     "--prune-bench",
@@ -47,30 +46,17 @@ def test_a_missing_data_root_errors_its_cells_with_the_layout(pytester, monkeypa
     assert "cifar-100-python/{train, test}" in row["error"]
 
 
-def test_pytest_prune_train_reads_the_data_root_and_records_the_recipe(pytester, capsys):
+def test_pytest_prune_train_reads_the_data_root_and_records_the_recipe(pytester):
     make_mnist(pytester.path / "data" / "MNIST" / "raw", train=40, test=10)
-    out = pytester.path / "refs"
-    code = main(["train", "--dataset", "fashion_mnist", "--arch", "lenet5", "--data-root", str(pytester.path / "data")])
-    assert code == 2  # no Fashion-MNIST files there: the error names the expected layout
-    assert "fashion_mnist/lenet5: dataset 'fashion_mnist': train-images-idx3-ubyte" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                "mnist",
-                "--arch",
-                "lenet300_100",
-                "--data-root",
-                str(pytester.path / "data"),
-                "--out",
-                str(out),
-                "--epochs",
-                "2",
-            ]
-        )
-        == 0
+    out, root = pytester.path / "refs", str(pytester.path / "data")
+    cli = (sys.executable, "-m", "pytest_prune.cli", "train")
+    missing = pytester.run(*cli, "--dataset", "fashion_mnist", "--arch", "lenet5", "--data-root", root)
+    assert missing.ret == 2  # no Fashion-MNIST files there: the error names the expected layout
+    assert "fashion_mnist/lenet5: dataset 'fashion_mnist': train-images-idx3-ubyte" in missing.stderr.str()
+    made = pytester.run(
+        *cli, "--dataset", "mnist", "--arch", "lenet300_100", "--data-root", root, "--out", str(out), "--epochs", "2"
     )
+    assert made.ret == 0, made.stderr.str()
     entry = json.loads((out / "manifest.json").read_text())["models"]["mnist/lenet300_100"]
     assert entry["recipe"]["name"] == "pretrain" and entry["recipe"]["epochs"] == 2
     assert (out / entry["file"]).is_file()

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 from plugin.conftest import FAST
 
-from pytest_prune.cli import main
-
 ARGS = ("--prune-bench", *FAST, "--prune-compression=2,8", "--prune-max-drop=100", "--prune-latency=off")
 
 
+@pytest.fixture(scope="module")
+def baseline_document(tmp_path_factory):
+    """One run of random and global_magnitude at 2x and 8x, shared by the module's tests."""
+    folder = tmp_path_factory.mktemp("baseline")
+    args = (*ARGS, "--prune-pruner=random,global_magnitude", "--prune-json=base.json")
+    done = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=folder, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:]
+    return (folder / "base.json").read_text()
+
+
 @pytest.fixture
-def baseline(pytester):
-    """A results JSON of random and global_magnitude at 2x and 8x."""
-    pytester.runpytest(*ARGS, "--prune-pruner=random,global_magnitude", "--prune-json=base.json").assert_outcomes(
-        passed=4
-    )
-    return pytester.path / "base.json"
+def baseline(pytester, baseline_document):
+    """The shared baseline results JSON, copied into this test's folder (tests edit their copy)."""
+    path = pytester.path / "base.json"
+    path.write_text(baseline_document)
+    return path
 
 
 def edit(path, change):
@@ -100,19 +109,25 @@ def test_leaderboard_option_writes_markdown_and_plots(pytester):
     assert (pytester.path / "out" / "LB-digits-lenet300_100-compression.png").is_file()
 
 
-def test_cli_merges_runs_into_one_leaderboard_and_compares(pytester, baseline, capsys):
+def cli(pytester, *args):
+    """Run the pytest-prune console script in a subprocess (in-process imports would outlive pytester's snapshot)."""
+    return pytester.run(sys.executable, "-m", "pytest_prune.cli", *map(str, args))
+
+
+def test_cli_merges_runs_into_one_leaderboard_and_compares(pytester, baseline):
     pytester.runpytest(*ARGS, "--prune-pruner=layer_magnitude", "--prune-json=more.json").assert_outcomes(passed=2)
-    out = pytester.path / "merged.md"
-    assert main(["leaderboard", str(baseline), str(pytester.path / "more.json"), "-o", str(out)]) == 0
+    more, out = pytester.path / "more.json", pytester.path / "merged.md"
+    assert cli(pytester, "leaderboard", baseline, more, "-o", out).ret == 0
     text = out.read_text()
     assert all(f"`{p}`" in text for p in ("random", "global_magnitude", "layer_magnitude"))
     assert "Merged from: base.json, more.json." in text
-    assert main(["compare", str(baseline), str(baseline)]) == 0
-    assert "no regression against" in capsys.readouterr().out
-    assert main(["compare", str(baseline), str(pytester.path / "more.json")]) == 1
-    assert "4 regression(s)" in capsys.readouterr().out  # all four baseline cells are missing
-    assert main(["compare", str(baseline), str(pytester.path / "absent.json")]) == 2
-    assert "absent.json: no such results file" in capsys.readouterr().err
-    edit(pytester.path / "more.json", lambda d: d["environment"].update(schedule="iterative:3"))
-    assert main(["leaderboard", str(baseline), str(pytester.path / "more.json"), "-o", str(out)]) == 2
-    assert "come from different matrices (schedule 'oneshot' vs 'iterative:3')" in capsys.readouterr().err
+    same = cli(pytester, "compare", baseline, baseline)
+    assert same.ret == 0 and "no regression against" in same.stdout.str()
+    missing = cli(pytester, "compare", baseline, more)
+    assert missing.ret == 1 and "4 regression(s)" in missing.stdout.str()  # all four baseline cells are missing
+    absent = cli(pytester, "compare", baseline, pytester.path / "absent.json")
+    assert absent.ret == 2 and "absent.json: no such results file" in absent.stderr.str()
+    edit(more, lambda d: d["environment"].update(schedule="iterative:3"))
+    mixed = cli(pytester, "leaderboard", baseline, more, "-o", out)
+    assert mixed.ret == 2
+    assert "come from different matrices (schedule 'oneshot' vs 'iterative:3')" in mixed.stderr.str()
