@@ -83,13 +83,13 @@ def test_serial_and_xdist_records_and_leaderboards_are_identical(pytester):
     assert "| 1      | `global_magnitude`" in board("serial") or "| 1      | `layer_magnitude`" in board("serial")
 
 
-def test_k_and_m_select_cells(pytester, xdist):
-    base = ("--prune-bench", *FAST, "--prune-compression=2,4", "--prune-max-drop=100", *xdist)
+def test_k_and_m_select_cells(pytester):
+    base = ("--prune-bench", *FAST, "--prune-compression=2,4", "--prune-max-drop=100")
     pytester.runpytest(*base, "-k", "random and 4x").assert_outcomes(passed=1)
     pytester.runpytest(*base, "-m", "prune(pruner='layer_magnitude')").assert_outcomes(passed=2)
 
 
-def test_ini_twins_configure_the_matrix(pytester, xdist):
+def test_ini_twins_configure_the_matrix(pytester):
     pytester.makeini(
         """
         [pytest]
@@ -102,7 +102,7 @@ def test_ini_twins_configure_the_matrix(pytester, xdist):
         prune_json = ini.json
         """
     )
-    pytester.runpytest("-p", "no:randomly", *xdist).assert_outcomes(passed=2)
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
     assert [r["compression"] for r in records(pytester.path / "ini.json")] == [2.0, 3.0]
 
 

@@ -48,8 +48,8 @@ def rescales(model, amount, data):
 '''
 
 
-def test_builtin_pruners_conform(pytester, xdist):
-    result = pytester.runpytest("--prune-conformance", "--prune-pruner=*", "-v", *xdist)
+def test_builtin_pruners_conform(pytester):
+    result = pytester.runpytest("--prune-conformance", "--prune-pruner=*", "-v")
     result.assert_outcomes(passed=10)
     assert "test_conformance[l1_filter]" in result.stdout.str()
 

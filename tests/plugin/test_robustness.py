@@ -25,8 +25,8 @@ ROBUST = (
 )
 
 
-def test_robustness_fields_potential_and_tables(pytester, xdist):
-    result = pytester.runpytest(*ROBUST, *xdist)
+def test_robustness_fields_potential_and_tables(pytester):
+    result = pytester.runpytest(*ROBUST)
     result.assert_outcomes(passed=4)
     document = json.loads((pytester.path / "out.json").read_text())
     assert document["environment"]["robustness"]["severities"] == [1, 3]

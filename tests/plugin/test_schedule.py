@@ -26,7 +26,7 @@ def forgetful(model, amount, data):
 """
 
 
-def test_iterative_rounds_follow_a_geometric_path(pytester, xdist):
+def test_iterative_rounds_follow_a_geometric_path(pytester):
     result = pytester.runpytest(
         "--prune-bench",
         *FAST,
@@ -36,7 +36,6 @@ def test_iterative_rounds_follow_a_geometric_path(pytester, xdist):
         "--prune-max-drop=100",
         "--prune-latency=off",
         "--prune-json=out.json",
-        *xdist,
     )
     result.assert_outcomes(passed=3)
     document = json.loads((pytester.path / "out.json").read_text())
