@@ -229,12 +229,8 @@ class Cell:
 
     def _note_stage(self, stage: str, served: bool) -> None:
         (self._served if served else self._computed).append(stage)
-        if not self.store.cells.enabled:
-            return
-        note = self.fields.get("cache", "")
-        recomputed = note if note.startswith("recomputed") else None
-        if recomputed:
-            return
+        if not self.store.cells.enabled or self.fields.get("cache", "").startswith("recomputed"):
+            return  # off, or the note about a corrupt entry stands
         if not self._computed:
             self.fields["cache"] = "cached"
         elif not self._served:
