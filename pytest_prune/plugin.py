@@ -14,7 +14,7 @@ import pytest
 
 from . import fixtures
 from .fixtures import PUBLIC_FIXTURES
-from .registry import SpecError
+from .registry import SpecError, all_builtin
 from .settings import OPTIONS, Settings, SettingsError, build, resolve_device
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -61,13 +61,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS] = settings
     config.pluginmanager.register(fixtures, "pytest_prune.fixtures")
     explicit = settings.bench or settings.conformance or settings.pruners_given
-    if explicit or config.getoption("prune_dataset") or config.getoption("prune_arch"):
+    if (explicit or config.getoption("prune_dataset") or config.getoption("prune_arch")) and not _names_known(config):
         _matrix(config)  # explicit names: a typo is a usage error before anything runs
     if not hasattr(config, "workerinput"):  # the controller (or a plain run) gathers records
         from .results import Collector
 
         baseline = _baseline(settings) if settings.baseline is not None else None
         config.pluginmanager.register(Collector(settings, baseline), "pytest_prune.collector")
+
+
+def _names_known(config: pytest.Config) -> bool:
+    """Whether the xdist controller may skip building the matrix: it never collects, and every name is a
+    plain built-in (valid without importing torch, which would delay the workers' start by seconds)."""
+    if hasattr(config, "workerinput") or getattr(config.option, "dist", "no") == "no" or config.option.collectonly:
+        return False  # (xdist collects in the controller under --collect-only)
+    settings = config.stash[SETTINGS]
+    return all_builtin(settings.pruners, settings.archs, settings.datasets)
 
 
 def _baseline(settings: Settings) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import importlib.util
 import inspect
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -211,6 +211,52 @@ dataset = _decorator(DATASETS)
 
 
 ENTRY_POINT_GROUP = "pytest_prune.pruners"
+
+BUILTIN_NAMES: dict[str, frozenset[str]] = {
+    "pruner": frozenset(
+        {
+            "global_activation",
+            "global_gradient",
+            "global_magnitude",
+            "l1_filter",
+            "layer_activation",
+            "layer_gradient",
+            "layer_magnitude",
+            "random",
+            "random_filter",
+            "snip",
+        }
+    ),
+    "architecture": frozenset(
+        {
+            "lenet300_100",
+            "lenet5",
+            "resnet20",
+            "resnet32",
+            "resnet44",
+            "resnet56",
+            "resnet110",
+            "vgg11",
+            "vgg16",
+            "vgg19",
+        }
+    ),
+    "dataset": frozenset({"cifar10", "cifar100", "digits", "fashion_mnist", "imagenet", "mnist", "mnist5k"}),
+}
+"""The names ``load_builtins`` registers, known without importing torch (a test keeps the two in step)."""
+
+
+def all_builtin(pruners: Sequence[str], archs: Sequence[str], datasets: Sequence[str]) -> bool:
+    """Whether every name is a plain built-in and no third-party pruner package could clash with one.
+
+    Then the names are valid without loading anything, which lets the xdist controller skip torch.
+    """
+    from importlib.metadata import entry_points
+
+    wanted = (("pruner", pruners), ("architecture", archs), ("dataset", datasets))
+    if not all(name.strip() in BUILTIN_NAMES[kind] for kind, names in wanted for name in names):
+        return False
+    return not entry_points(group=ENTRY_POINT_GROUP)
 
 
 class EntryPointWarning(UserWarning):

@@ -141,6 +141,23 @@ def test_unknown_names_are_usage_errors_listing_the_choices(pytester, xdist):
     )
 
 
+def test_the_xdist_controller_never_imports_torch_for_built_in_names(pytester):
+    """The controller never collects: with plain built-in names it validates them without loading torch."""
+    pytester.makeconftest(
+        """
+        import sys
+        from pathlib import Path
+
+        def pytest_unconfigure(config):
+            if not hasattr(config, "workerinput"):
+                Path("controller.txt").write_text(str("torch" in sys.modules))
+        """
+    )
+    args = ("--prune-bench", "--prune-pruner=random,l1_filter", "--prune-compression=2", "--prune-no-cache")
+    pytester.runpytest(*args, *FAST, "-n", "2").assert_outcomes(passed=2)
+    assert (pytester.path / "controller.txt").read_text() == "False"
+
+
 def test_an_unusable_device_is_a_usage_error(pytester, xdist):
     result = pytester.runpytest("--prune-bench", "--prune-device=tpu9", *xdist)
     assert result.ret == 4

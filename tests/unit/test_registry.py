@@ -116,3 +116,35 @@ def test_arch_cost_orders_architectures_by_their_work():
     costs = [arch_cost(a) for a in ("lenet300_100", "lenet5", "resnet20", "vgg16")]
     assert costs == sorted(costs) and costs[0] > 0
     assert arch_cost("no_such_architecture") == 0.0  # cannot say: keeps its place
+
+
+def test_the_builtin_manifest_matches_what_load_builtins_registers():
+    from pytest_prune import registry
+
+    registry.load_builtins()
+    for kind, reg in (
+        ("pruner", registry.PRUNERS),
+        ("architecture", registry.ARCHITECTURES),
+        ("dataset", registry.DATASETS),
+    ):
+        ours = {name for name in reg.names() if reg.get(name).__module__.startswith("pytest_prune.")}
+        assert ours == registry.BUILTIN_NAMES[kind], kind
+
+
+def test_all_builtin_only_for_plain_built_in_names_and_no_third_party_pruners(monkeypatch):
+    import importlib.metadata
+
+    from pytest_prune.registry import all_builtin
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [])
+    assert all_builtin(["random", "l1_filter"], ["lenet5", "resnet20"], ["mnist5k"])
+    for pruners, archs, datasets in (
+        (["randomm"], ["lenet5"], ["mnist5k"]),  # a typo: the full load names the choices
+        (["global_*"], ["lenet5"], ["mnist5k"]),  # globs match what is registered, entry points included
+        (["my_pruners.py:prune"], ["lenet5"], ["mnist5k"]),
+        (["random"], ["tv:resnet18"], ["mnist5k"]),
+        (["random"], ["lenet5"], ["cifar11"]),
+    ):
+        assert not all_builtin(pruners, archs, datasets)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint("vendor", "vendor_pkg")])
+    assert not all_builtin(["random"], ["lenet5"], ["mnist5k"])  # it could clash with a built-in name
