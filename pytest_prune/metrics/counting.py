@@ -9,9 +9,14 @@ FLOPs per MAC; the test suite cross-checks the two.
 
 Matrix products that no conv/linear module performs (``torch.matmul`` in a forward, attention) are
 counted through FlopCounterMode, which sees every aten matmul/convolution: whatever it counts beyond the
-hooked layers becomes one extra entry, ``FUNCTIONAL``, at full density. Leaf modules with parameters that
-are neither conv/linear nor a normalisation or elementwise layer (an LSTM, say) may hide work that neither
-counter knows; ``uncounted_modules`` names them so a report never shows a silent zero.
+hooked layers becomes one extra entry, ``FUNCTIONAL``, at full density. FlopCounterMode's first use imports
+torch._dynamo (about 1.5 s per process), so a cheap TorchFunctionMode first watches the forward pass for
+calls outside the hooked layers whose names say matrix product (matmul, mm, linear, conv, einsum,
+attention, dot, …); only a model that makes one is counted a second time through FlopCounterMode.
+
+Leaf modules with parameters that are neither conv/linear nor a normalisation or elementwise layer (an
+LSTM, say) may hide work that neither counter knows; ``uncounted_modules`` names them so a report never
+shows a silent zero.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 FUNCTIONAL = "(matmul outside conv/linear modules)"
@@ -110,12 +117,69 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> list[LayerCount]
         density = float(torch.count_nonzero(weight)) / weight.numel()
         counts.append(LayerCount(name, _layer_macs(module, inputs, output), density))
 
-    counter = FlopCounterMode(display=False)
-    probe_forward(model, input_shape, lambda m: isinstance(m, nn.Linear | nn.modules.conv._ConvNd), record, counter)
-    functional = counter.get_total_flops() // 2 - sum(c.macs for c in counts)
-    if functional > 0:
-        counts.append(LayerCount(FUNCTIONAL, functional, 1.0))
+    watch = _MatmulWatch()
+    layers = [module for module in model.modules() if _is_layer(module)]
+    handles = [module.register_forward_pre_hook(watch.enter) for module in layers]
+    handles += [module.register_forward_hook(watch.leave) for module in layers]
+    try:
+        probe_forward(model, input_shape, _is_layer, record, watch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if watch.seen:
+        counter = FlopCounterMode(display=False, custom_mapping=_missing_formulas())
+        probe_forward(model, input_shape, lambda m: False, lambda *a: None, counter)
+        functional = counter.get_total_flops() // 2 - sum(c.macs for c in counts)
+        if functional > 0:
+            counts.append(LayerCount(FUNCTIONAL, functional, 1.0))
     return counts
+
+
+def _missing_formulas() -> dict[Any, Callable[..., int]]:
+    """FlopCounterMode formulas for ops it leaves at zero: CPU attention (its flash formula, on the CPU op)."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is None:
+        return {}
+
+    def attention(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    return {op: attention}
+
+
+def _is_layer(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear | nn.modules.conv._ConvNd)
+
+
+_PRODUCT_WORDS = ("matmul", "mm", "linear", "conv", "einsum", "attention", "dot", "mv", "inner", "outer", "kron")
+_PRODUCT_WORDS += ("bilinear", "lstm", "gru", "rnn")
+
+
+class _MatmulWatch(TorchFunctionMode):
+    """Names the calls that may be matrix products made outside the hooked conv/linear layers.
+
+    A false alarm only costs the exact FlopCounterMode pass; the list errs on the side of alarms.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.seen: list[str] = []
+
+    def enter(self, module: nn.Module, inputs: tuple) -> None:
+        self.depth += 1
+
+    def leave(self, module: nn.Module, inputs: tuple, output: object) -> None:
+        self.depth -= 1
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if self.depth == 0:
+            name = getattr(func, "__name__", "").lower()
+            if any(word in name for word in _PRODUCT_WORDS):
+                self.seen.append(name)
+        return func(*args, **(kwargs or {}))
 
 
 def uncounted_modules(model: nn.Module) -> list[str]:

@@ -81,3 +81,54 @@ def test_matmuls_outside_modules_are_counted_and_unknown_layers_named():
     assert counts == {"q": 5 * 8 * 8, "fc": 8 * 3, FUNCTIONAL: 2 * 5 * 5 * 8}
     assert uncounted_modules(AttentionWithLSTM()) == ["rnn"]
     assert uncounted_modules(resnet20((3, 32, 32), 10)) == []
+
+
+class Functional(nn.Module):
+    """One matrix product made outside any conv/linear module, in the form given."""
+
+    def __init__(self, form):
+        super().__init__()
+        self.form = form
+        self.fc = nn.Linear(8, 8)
+        self.register_buffer("w", torch.randn(8, 8))
+        self.register_buffer("k", torch.randn(4, 2, 3, 3))
+
+    def forward(self, x):  # x: (1, 2, 6, 8)
+        if self.form == "operator":
+            x = x @ self.w
+        elif self.form == "einsum":
+            x = torch.einsum("bcij,jk->bcik", x, self.w)
+        elif self.form == "linear":
+            x = nn.functional.linear(x, self.w)
+        elif self.form == "bmm":
+            x = torch.bmm(x.flatten(0, 1), self.w.expand(2, 8, 8)).view_as(x)
+        elif self.form == "attention":
+            x = nn.functional.scaled_dot_product_attention(x, x, x)
+        elif self.form == "conv":
+            x = nn.functional.conv2d(x, self.k, padding=1)[:, :2]
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("form", ["operator", "einsum", "linear", "bmm", "attention", "conv"])
+def test_every_form_of_functional_product_is_counted_like_flop_counter(form):
+    from pytest_prune.metrics import FUNCTIONAL
+
+    counts = {c.name: c.macs for c in count_macs(Functional(form), (2, 6, 8))}
+    if form == "attention":  # FlopCounterMode counts CPU attention as 0; pytest-prune adds its flash formula
+        assert counts[FUNCTIONAL] == 2 * 6 * 6 * (8 + 8)  # batch·heads × L × S × (E + Ev): QKᵀ and AV
+    else:
+        assert counts[FUNCTIONAL] == flop_counter_macs(Functional(form), (2, 6, 8)) - counts["fc"] > 0
+
+
+def test_models_without_functional_products_never_pay_for_flop_counter(monkeypatch):
+    """FlopCounterMode's first use imports torch._dynamo (seconds): plain layer models skip it."""
+    from pytest_prune.metrics import counting
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("FlopCounterMode used for a model whose products all run in conv/linear layers")
+
+    monkeypatch.setattr(counting, "FlopCounterMode", refuse)
+    for factory in (lenet300_100, lenet5, resnet20):
+        assert macs_summary(count_macs(factory((1, 28, 28), 10), (1, 28, 28)))[0] > 0
+    with pytest.raises(AssertionError, match="FlopCounterMode used"):
+        count_macs(Functional("operator"), (2, 6, 8))
