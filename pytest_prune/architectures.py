@@ -17,7 +17,7 @@ from .registry import ARCHITECTURES, architecture
 
 def _classifier(in_features: int, num_classes: int) -> nn.Linear:
     layer = nn.Linear(in_features, num_classes)
-    layer.is_classifier = True  # type: ignore[attr-defined]
+    layer.is_classifier = True  # type: ignore[assignment]  # Module.__setattr__ takes any value at runtime
     return layer
 
 
@@ -239,10 +239,10 @@ def torchvision_architecture(model_name: str) -> Callable[[Sequence[int], int], 
                 f"available: {', '.join(available)}"
             )
         model = models.get_model(model_name, weights=None, num_classes=num_classes)
-        heads = [m for m in model.modules() if isinstance(m, nn.Linear)] or [
+        heads: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.Linear)] or [
             m for m in model.modules() if isinstance(m, nn.Conv2d)
         ]
-        heads[-1].is_classifier = True  # type: ignore[attr-defined]
+        heads[-1].is_classifier = True  # type: ignore[assignment]  # Module.__setattr__ takes any value at runtime
         return model
 
     factory.__name__ = f"tv_{model_name}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -157,7 +157,8 @@ def filter_unit(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     units = [0]
     for chain in find_chains(model, input_shape):
         producer, consumer = model.get_submodule(chain.producer), model.get_submodule(chain.consumer)
-        unit = producer.weight[0].numel() + (producer.bias is not None) + consumer.weight.shape[0] * chain.block
+        producer_weight, consumer_weight = cast(torch.Tensor, producer.weight), cast(torch.Tensor, consumer.weight)
+        unit = producer_weight[0].numel() + (producer.bias is not None) + consumer_weight.shape[0] * chain.block
         units.append(unit + (2 if chain.norm else 0))
     return max(units)
 

@@ -168,7 +168,7 @@ class MaskEnforcer:
 
     def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
         params = dict(model.named_parameters())
-        self.params = [params[name] for name in masks]
+        self.params: list[torch.Tensor] = [params[name] for name in masks]
         self.masks = [mask.to(dtype=params[name].dtype, device=params[name].device) for name, mask in masks.items()]
 
     @torch.no_grad()

@@ -297,11 +297,13 @@ class Cell:
     def _stage(self, name: str, material: Any, compute: Callable[[], Any]) -> None:
         """Run ``compute`` (after finetuning) unless the cache holds this stage for ``material``; store it."""
         entry = self.entry()
-        key = None if entry is None else digest([entry.key, name, material])
-        if entry is not None and (stored := entry.stage(name, key)) is not None:
-            self.fields.update(stored)
-            self._note_stage(name, served=True)
-            return
+        key: str | None = None
+        if entry is not None:
+            key = digest([entry.key, name, material])
+            if (stored := entry.stage(name, key)) is not None:
+                self.fields.update(stored)
+                self._note_stage(name, served=True)
+                return
         self.finetuned()
         before = copy.deepcopy(self.fields)
         compute()

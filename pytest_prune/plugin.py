@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -27,11 +27,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option in OPTIONS:
         action = {"bool": "store_true", "list": "append"}.get(option.kind, "store")
         extra = {} if option.kind == "bool" else {"metavar": option.metavar}
+        ini_type: Literal["bool", "string"] = "bool" if option.kind == "bool" else "string"
         group.addoption(option.flag, action=action, default=None, dest=option.ini, help=option.help, **extra)
         parser.addini(
             option.ini,
             f"{option.help} (ini twin of {option.flag})",
-            type="bool" if option.kind == "bool" else "string",
+            type=ini_type,
         )
 
 
@@ -149,6 +150,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 class _PackagedModule(pytest.Module):
     """A packaged suite, imported by its package name (never by inserting its folder in sys.path)."""
+
+    module_name: str  # set by collect_suite right after from_parent
 
     def _getobj(self) -> Any:
         return importlib.import_module(self.module_name)

@@ -174,9 +174,22 @@ def environment(settings: Any) -> dict[str, Any]:
             "eps_images": settings.eps_images,
             "eps_draws": settings.eps_draws,
         }
-    if "torch" in sys.modules:  # only when already loaded: the collector must not import torch
-        env["torch"] = sys.modules["torch"].__version__
+    if version := torch_version():
+        env["torch"] = version
     return env
+
+
+def torch_version() -> str | None:
+    """torch's version without importing it (the xdist controller never loads torch): the loaded module's
+    ``__version__`` when there is one, else the installed distribution's version (the same string)."""
+    if "torch" in sys.modules:
+        return str(sys.modules["torch"].__version__)
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return None
 
 
 def write_json(path: Path, environment: dict[str, Any], records: Iterable[dict[str, Any]]) -> None:
@@ -247,7 +260,6 @@ class Collector:
     def write(self) -> None:
         """Rewrite the JSON file with every record so far."""
         if self.settings.json_path is not None:
-            self._torch_version()
             write_json(self.settings.json_path, self.environment, self.sorted_records())
 
     def pytest_sessionfinish(self, session: Any) -> None:
@@ -256,7 +268,6 @@ class Collector:
             if self.baseline is not None:
                 self.messages.append("baseline gate: no pytest-prune cell ran, nothing compared")
             return
-        self._torch_version()
         if self.settings.json_path is not None:
             self.write()
             self.messages.append(f"results JSON written to {self.settings.json_path}")
@@ -271,10 +282,6 @@ class Collector:
             self.findings = compare(self.baseline["results"], self.sorted_records(), self.settings.tolerance)
             if any(f.regression for f in self.findings) and session.exitstatus == 0:
                 session.exitstatus = 1  # pytest.ExitCode.TESTS_FAILED
-
-    def _torch_version(self) -> None:
-        if "torch" not in self.environment and "torch" in sys.modules:
-            self.environment["torch"] = sys.modules["torch"].__version__
 
     def counts(self) -> str:
         """``30 cells: 28 passed, 1 failed, 1 error; 18 from the cache; 71.2 s in cells``."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -47,20 +48,21 @@ def _like(old: nn.Module, new: nn.Module) -> nn.Module:
     if weight is not None:
         new = new.to(device=weight.device, dtype=weight.dtype)
     if hasattr(old, "is_classifier"):
-        new.is_classifier = old.is_classifier  # type: ignore[assignment]
+        new.is_classifier = old.is_classifier
     new.train(old.training)
     return new
 
 
 def _slice_layer(layer: nn.Module, keep_out: torch.Tensor | None, keep_in: torch.Tensor | None) -> nn.Module:
-    weight = layer.weight.detach()
+    weight = cast(torch.Tensor, layer.weight).detach()
     if keep_out is not None:
         weight = weight[keep_out]
     if keep_in is not None:
         weight = weight[:, keep_in]
-    bias = None if layer.bias is None else layer.bias.detach()
+    bias = None if layer.bias is None else cast(torch.Tensor, layer.bias).detach()
     if bias is not None and keep_out is not None:
         bias = bias[keep_out]
+    new: nn.Module
     if isinstance(layer, nn.Linear):
         new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
     else:
@@ -77,9 +79,9 @@ def _slice_layer(layer: nn.Module, keep_out: torch.Tensor | None, keep_in: torch
         )
     new = _like(layer, new)
     with torch.no_grad():
-        new.weight.copy_(weight)
+        cast(torch.Tensor, new.weight).copy_(weight)
         if bias is not None:
-            new.bias.copy_(bias)
+            cast(torch.Tensor, new.bias).copy_(bias)
     return new
 
 
@@ -100,20 +102,20 @@ def _slice_norm(norm: nn.Module, keep: torch.Tensor) -> nn.Module:
             if source is not None:
                 getattr(new, name).copy_(source.detach()[keep])
         if norm.num_batches_tracked is not None:
-            new.num_batches_tracked.copy_(norm.num_batches_tracked)
+            cast(torch.Tensor, new.num_batches_tracked).copy_(cast(torch.Tensor, norm.num_batches_tracked))
     return new
 
 
 def removable_filters(model: nn.Module, chain: Chain) -> torch.Tensor:
     """Boolean per producer filter: True where the filter can be removed without changing the function."""
     producer = _get(model, chain.producer)
-    dead = (producer.weight.detach().flatten(1) == 0).all(dim=1)
+    dead = (cast(torch.Tensor, producer.weight).detach().flatten(1) == 0).all(dim=1)
     if producer.bias is not None:
-        dead &= producer.bias.detach() == 0
+        dead &= cast(torch.Tensor, producer.bias).detach() == 0
     if chain.norm is not None:
         norm = _get(model, chain.norm)
         if norm.affine:
-            dead &= (norm.weight.detach() == 0) & (norm.bias.detach() == 0)
+            dead &= (cast(torch.Tensor, norm.weight).detach() == 0) & (cast(torch.Tensor, norm.bias).detach() == 0)
         else:
             dead &= False  # without gamma and beta the channel is normalised, never exactly zero
     return dead

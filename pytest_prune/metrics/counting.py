@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -69,7 +69,7 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 def _layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
     if isinstance(module, nn.Linear):
         return output[0].numel() * module.in_features
-    weight = module.weight
+    weight = cast(torch.Tensor, module.weight)
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         # Every input element meets (out_channels / groups) × kernel-volume weights: weight[0].numel().
         return inputs[0][0].numel() * weight[0].numel()
@@ -113,7 +113,7 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> list[LayerCount]
     counts: list[LayerCount] = []
 
     def record(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        weight = module.weight.detach()
+        weight = cast(torch.Tensor, module.weight).detach()
         density = float(torch.count_nonzero(weight)) / weight.numel()
         counts.append(LayerCount(name, _layer_macs(module, inputs, output), density))
 
@@ -153,7 +153,19 @@ def _is_layer(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear | nn.modules.conv._ConvNd)
 
 
-_PRODUCT_WORDS = ("matmul", "mm", "linear", "conv", "einsum", "attention", "dot", "mv", "inner", "outer", "kron")
+_PRODUCT_WORDS: tuple[str, ...] = (
+    "matmul",
+    "mm",
+    "linear",
+    "conv",
+    "einsum",
+    "attention",
+    "dot",
+    "mv",
+    "inner",
+    "outer",
+    "kron",
+)
 _PRODUCT_WORDS += ("bilinear", "lstm", "gru", "rnn")
 
 
@@ -174,7 +186,7 @@ class _MatmulWatch(TorchFunctionMode):
     def leave(self, module: nn.Module, inputs: tuple, output: object) -> None:
         self.depth -= 1
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if self.depth == 0:
             name = getattr(func, "__name__", "").lower()
             if any(word in name for word in _PRODUCT_WORDS):

@@ -12,6 +12,7 @@ dependency groups would couple them; pytest-prune reports them honestly as not c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -117,7 +118,7 @@ def _output_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
 def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     """What a graph node does to channels: layer, norm, flatten, pass (channel-wise) or other."""
     if node.op == "call_module":
-        module = modules[node.target]
+        module = modules[cast(str, node.target)]
         if _is_layer(module):
             return "layer"
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -135,7 +136,8 @@ def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
 
 
 def _follow(start: fx.Node, modules: dict[str, nn.Module], shapes: dict[str, tuple[int, ...]]) -> Chain | None:
-    node, norm, flattened = start, None, False
+    node, flattened = start, False
+    norm: str | None = None
     while True:
         users = list(node.users)
         if len(users) != 1:
@@ -143,11 +145,11 @@ def _follow(start: fx.Node, modules: dict[str, nn.Module], shapes: dict[str, tup
         node = users[0]
         kind = _kind(node, modules)
         if kind == "layer":
-            return _chain(start.target, node.target, norm, flattened, modules, shapes)
+            return _chain(cast(str, start.target), cast(str, node.target), norm, flattened, modules, shapes)
         if kind == "other" or (kind == "flatten" and flattened) or (kind == "norm" and (norm or flattened)):
             return None
         if kind == "norm":
-            norm = node.target
+            norm = cast(str, node.target)
         flattened = flattened or kind == "flatten"
 
 
@@ -166,7 +168,7 @@ def _chain(
 ) -> Chain | None:
     channels = shapes[producer][0]
     target = modules[consumer]
-    inputs = target.in_features if isinstance(target, nn.Linear) else target.in_channels
+    inputs = target.in_features if isinstance(target, nn.Linear) else cast(int, target.in_channels)
     if flattened:
         if inputs % channels:
             return None

@@ -46,11 +46,14 @@ import math
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from PIL.JpegImagePlugin import JpegImageFile
 
 SEVERITIES = (1, 2, 3, 4, 5)
 BATCH = 500
@@ -380,6 +383,7 @@ def _resample(levels: torch.Tensor, new_size: int, axis: int) -> torch.Tensor:
     if kind == "take":
         return levels.index_select(axis, matrix)
     if kind == "sum":
+        assert scale is not None  # the "sum" form always comes with its per-output scale
         matrix, scale = matrix.to(levels.dtype), scale.to(levels.dtype)
         if axis == -1:
             return torch.matmul(levels, matrix).mul_(scale).add_(0.5).floor_()
@@ -451,7 +455,7 @@ def _jpeg_tables(quality: int) -> tuple[list[int], list[int]]:
 
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16)).save(buffer, "JPEG", quality=quality)
-    tables = Image.open(buffer).quantization
+    tables = cast("JpegImageFile", Image.open(buffer)).quantization  # a JPEG buffer opens as a JpegImageFile
     return list(tables[0]), list(tables[1])
 
 

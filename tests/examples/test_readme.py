@@ -54,3 +54,11 @@ def test_every_option_the_readme_mentions_exists():
     assert mentioned and mentioned <= known, f"README mentions unknown options: {sorted(mentioned - known)}"
     undocumented = {flag for flag in known if f"`{flag}" not in README.read_text()}
     assert not undocumented, f"options missing from the README's table: {sorted(undocumented)}"
+
+
+def test_the_changelog_names_the_package_version():
+    import pytest_prune
+
+    changelog = (README.parent / "CHANGELOG.md").read_text()
+    first = re.search(r"^## (\S+)", changelog, re.M).group(1)
+    assert first == pytest_prune.__version__, "add a CHANGELOG section for the version in pytest_prune/__init__.py"
