@@ -110,8 +110,8 @@ def _compare(args: argparse.Namespace) -> int:
     return 1 if any(f.regression for f in findings) else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``pytest-prune`` command."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pytest-prune`` command line: subcommands train, expect, leaderboard and compare."""
     parser = argparse.ArgumentParser(prog="pytest-prune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a reference model and record it in the manifest")
@@ -150,7 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--tolerance", type=float, default=DEFAULT_TOLERANCE, help="top-1 points a cell may lose (default %(default)s)"
     )
     cmp.set_defaults(run=_compare)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pytest-prune`` command."""
+    args = build_parser().parse_args(argv)
     return int(args.run(args))
 
 

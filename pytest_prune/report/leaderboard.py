@@ -21,7 +21,7 @@ from typing import Any
 from tabulate import tabulate
 
 from ..matrix import format_compression
-from ..robustness.potential import NOMINAL, potential_summary, prune_potential
+from ..robustness.potential import NOMINAL, SUITE, potential_summary, prune_potential
 from .aggregate import summaries
 
 
@@ -86,6 +86,48 @@ def _potential_text(entry: dict[str, Any] | None) -> str:
     return text
 
 
+def _robustness(board: dict[str, Any], entries: list[dict[str, Any]], delta: float) -> list[str]:
+    """Lost in Pruning's view of one board: prune potential nominal vs under shift, excess error per compression."""
+    by = {(e["pruner"], e["distribution"]): e for e in entries}
+    compressions = board["compressions"]
+    table = []
+    for e in board["entries"]:
+        pruner = e["pruner"]
+        shifts = [x for (p, name), x in by.items() if p == pruner and name not in (NOMINAL, SUITE)]
+        worst = min(shifts, key=lambda x: (x["prune_potential"], x["distribution"]), default=None)
+        table.append(
+            [
+                f"`{pruner}`",
+                _potential_text(by.get((pruner, NOMINAL))),
+                _potential_text(by.get((pruner, SUITE))),
+                "—" if worst is None else f"{_potential_text(worst)} ({worst['distribution']})",
+                *(_excess_text(e["cells"].get(c)) for c in compressions),
+            ]
+        )
+    headers = [
+        "pruner",
+        "prune potential % nominal",
+        "under corruption (mean)",
+        "worst corruption",
+        *(f"excess error {format_compression(c)}" for c in compressions),
+    ]
+    return [
+        "Robustness (Lost in Pruning): prune potential on nominal test data, on the mean over the corruption "
+        f"suite and on the corruption where it is lowest (δ = {delta:g} points); excess error in points = the "
+        "pruned network's error increase under corruption minus its dense parent's (> 0: pruning cost "
+        "robustness beyond nominal accuracy).",
+        "",
+        _markdown(headers, table),
+    ]
+
+
+def _excess_text(r: dict[str, Any] | None) -> str:
+    if r is None or r.get("excess_error") is None:
+        return "—"
+    std = r.get("excess_error_std")
+    return f"{r['excess_error'] * 100:+.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
+
+
 def _markdown(headers: list[str], rows: list[list[str]]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
@@ -100,11 +142,8 @@ def leaderboard(
     """The leaderboard markdown for ``records`` (all repeats; folded to mean ± std per cell)."""
     records = list(records)
     delta = environment.get("delta_points", 0.5)
-    nominal = {
-        (e["dataset"], e["arch"], e["pruner"]): e
-        for e in potential_summary(prune_potential(records, delta))
-        if e["distribution"] == NOMINAL
-    }
+    potential_entries = potential_summary(prune_potential(records, delta))
+    nominal = {(e["dataset"], e["arch"], e["pruner"]): e for e in potential_entries if e["distribution"] == NOMINAL}
     lines = ["# pytest-prune leaderboard", ""]
     lines.append(
         "Top-1 after pruning and finetuning, in percent (Δ vs the dense parent in points; mean ± sample std over "
@@ -157,6 +196,9 @@ def leaderboard(
                 [f"`{e['pruner']}`", *(_speed_text(e["cells"].get(c)) for c in compressions)] for e in board["entries"]
             ]
             lines.append(_markdown(["pruner", *map(format_compression, compressions)], speed_rows))
+        if any(r.get("corruption_mean_top1") is not None for r in rows):
+            mine = [e for e in potential_entries if (e["dataset"], e["arch"]) == (dataset, arch)]
+            lines += ["", *_robustness(board, mine, delta)]
         for title, file in (plots or {}).get((dataset, arch), []):
             lines += ["", f"![{title}]({file})"]
         errors = [error for r in rows for error in r["errors"]]

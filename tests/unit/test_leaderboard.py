@@ -115,3 +115,35 @@ def test_without_matplotlib_the_leaderboard_says_so_and_is_still_written(tmp_pat
     text = path.read_text()
     assert "_plots not drawn: matplotlib is not installed" in text and "## Overall" in text
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_boards_with_robustness_show_prune_potential_under_shift_and_excess_error():
+    rows = []
+    for seed in (0, 1):
+        for c, top1, noisy in ((2, 0.979, 0.95), (8, 0.976, 0.90), (32, 0.96, 0.70)):
+            rows.append(
+                record(
+                    "lenet5",
+                    "global_magnitude",
+                    c,
+                    seed,
+                    top1,
+                    corruption_top1={"gaussian_noise": {"3": noisy}, "contrast": {"3": top1 - 0.004}},
+                    dense_corruption_top1={"gaussian_noise": {"3": 0.95}, "contrast": {"3": 0.975}},
+                    corruption_mean_top1=(noisy + top1 - 0.004) / 2,
+                    dense_corruption_mean_top1=(0.95 + 0.975) / 2,
+                    excess_error=(top1 - (noisy + top1 - 0.004) / 2) - (0.979 - (0.95 + 0.975) / 2) + 0.001 * seed,
+                )
+            )
+    text = leaderboard(rows, ENVIRONMENT)
+    section = text.split("Robustness (Lost in Pruning)")[1]
+    (line,) = [row for row in section.splitlines() if row.startswith("| `global_magnitude`")]
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    # nominal: 8x (87.5% sparsity) is within 0.5 points of the dense 97.9, 32x is not; under gaussian noise
+    # only 2x (50%) is within 0.5 points of the dense 95.0; contrast tracks nominal
+    assert cells[1] == "87.50 ± 0.00"
+    assert cells[3] == "50.00 ± 0.00 (gaussian_noise)"
+    assert cells[4].startswith("+") and cells[6].startswith("+")  # excess error grows with compression
+    assert float(cells[6].split()[0]) > float(cells[4].split()[0])
+    assert "±" in cells[4]  # two seeds: mean ± std
+    assert "Robustness" not in leaderboard(records(), ENVIRONMENT)  # no robustness records, no section

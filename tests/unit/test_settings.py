@@ -55,3 +55,20 @@ def test_schedule_and_repeats():
     assert (s.rounds, s.schedule, s.seeds) == (4, "iterative:4", (5, 6, 7))
     assert (build({}).schedule, build({}).seeds) == ("oneshot", (0,))
     assert build({"schedule": "oneshot"}).rounds == 1
+
+
+def test_cuda_auto_gives_each_xdist_worker_its_own_gpu():
+    from pytest_prune.settings import SettingsError, resolve_device
+
+    assert [resolve_device("cuda:auto", f"gw{n}", 4) for n in range(6)] == [
+        "cuda:0",
+        "cuda:1",
+        "cuda:2",
+        "cuda:3",
+        "cuda:0",
+        "cuda:1",
+    ]
+    assert resolve_device("cuda:auto", None, 2) == "cuda:0"  # a plain run
+    assert resolve_device("cuda:1", "gw3", 4) == "cuda:1"  # an explicit device is kept
+    with pytest.raises(SettingsError, match="cuda:auto: no CUDA device is available; use --prune-device cpu"):
+        resolve_device("cuda:auto", "gw0", 0)
