@@ -235,6 +235,14 @@ def _footer(records: list[dict[str, Any]], environment: dict[str, Any], sources:
         f"Produced by pytest-prune ({versions}) on {environment.get('platform', 'an unknown platform')}.",
         f"Seeds: {', '.join(map(str, seeds))}. Settings: {settings}.",
     ]
+    robustness = environment.get("robustness")
+    if robustness:
+        parts.append(
+            f"Robustness: {len(robustness['corruptions'])} corruptions × severities "
+            f"{', '.join(map(str, robustness['severities']))}; ε-agreement on {robustness['eps_images']} images × "
+            f"{robustness['eps_draws']} draws at ε {', '.join(f'{e:g}' for e in robustness['eps'])}; "
+            f"δ {environment.get('delta_points', 0.5):g} points."
+        )
     if sources:
         parts.append(f"Merged from: {', '.join(sources)}.")
     parts.append("Regenerate: `pytest --prune-bench --prune-leaderboard LEADERBOARD.md` with the same options.")

@@ -147,3 +147,6 @@ def test_boards_with_robustness_show_prune_potential_under_shift_and_excess_erro
     assert float(cells[6].split()[0]) > float(cells[4].split()[0])
     assert "±" in cells[4]  # two seeds: mean ± std
     assert "Robustness" not in leaderboard(records(), ENVIRONMENT)  # no robustness records, no section
+    settings = {"corruptions": ["gaussian_noise", "contrast"], "severities": [3], "eps": [0.1], "eps_images": 250}
+    footer = leaderboard(rows, {**ENVIRONMENT, "robustness": {**settings, "eps_draws": 10}}).split("---")[-1]
+    assert "Robustness: 2 corruptions × severities 3; ε-agreement on 250 images × 10 draws at ε 0.1" in footer
