@@ -153,20 +153,7 @@ def _is_layer(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear | nn.modules.conv._ConvNd)
 
 
-_PRODUCT_WORDS: tuple[str, ...] = (
-    "matmul",
-    "mm",
-    "linear",
-    "conv",
-    "einsum",
-    "attention",
-    "dot",
-    "mv",
-    "inner",
-    "outer",
-    "kron",
-)
-_PRODUCT_WORDS += ("bilinear", "lstm", "gru", "rnn")
+_PRODUCT_WORDS = "matmul mm linear bilinear conv einsum attention dot mv inner outer kron lstm gru rnn".split()
 
 
 class _MatmulWatch(TorchFunctionMode):
