@@ -153,7 +153,8 @@ def _is_layer(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear | nn.modules.conv._ConvNd)
 
 
-_PRODUCT_WORDS = "matmul mm linear bilinear conv einsum attention dot mv inner outer kron lstm gru rnn".split()
+# substrings of the names of functions that may multiply matrices ("linear" covers bilinear, "mm" addmm/bmm)
+_PRODUCT_WORDS = ("matmul", "mm", "linear", "conv", "einsum", "attention", "dot", "mv", "kron", "lstm", "gru", "rnn")
 
 
 class _MatmulWatch(TorchFunctionMode):
