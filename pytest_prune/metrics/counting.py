@@ -154,8 +154,7 @@ def _is_layer(module: nn.Module) -> bool:
 
 
 # substrings of the names of functions that may multiply matrices ("linear" covers bilinear, "mm" addmm/bmm)
-_PRODUCT_WORDS = ("matmul", "mm", "linear", "conv", "einsum", "attention", "dot", "mv", "inner", "outer", "kron", "rnn")
-_PRODUCT_WORDS += ("lstm", "gru")
+_PRODUCT_WORDS = "matmul mm linear conv einsum attention dot mv inner outer kron lstm gru rnn".split()  # noqa: SIM905
 
 
 class _MatmulWatch(TorchFunctionMode):
