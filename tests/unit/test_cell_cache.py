@@ -78,3 +78,14 @@ def test_source_of_a_callable_without_source_is_none():
     exec("def made_at_a_prompt(model, amount, data):\n    return None\n", namespace)
     assert source_of(namespace["made_at_a_prompt"]) is None
     assert source_of(len) is None
+
+
+def test_atomic_writes_get_the_permissions_a_plain_write_would(tmp_path):
+    """Results, leaderboards and cache entries are shared files, not mkstemp's private 0600 ones."""
+    import os
+
+    from pytest_prune.files import atomic_write_bytes
+
+    atomic_write_bytes(tmp_path / "atomic.json", b"{}")
+    (tmp_path / "plain.json").write_bytes(b"{}")
+    assert os.stat(tmp_path / "atomic.json").st_mode == os.stat(tmp_path / "plain.json").st_mode
