@@ -13,6 +13,9 @@ def _active_benchmark(request: pytest.FixtureRequest) -> Any:
     """pytest-benchmark's fixture when the plugin is installed and enabled (it disables itself under xdist)."""
     if not request.config.pluginmanager.hasplugin("benchmark"):
         return None
+    session = getattr(request.config, "_benchmarksession", None)
+    if session is not None and session.disabled:
+        return None  # never create a fixture that will not time: pytest-benchmark warns once per such test
     fixture = request.getfixturevalue("benchmark")
     return None if getattr(fixture, "disabled", True) else fixture
 

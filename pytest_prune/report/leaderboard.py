@@ -237,8 +237,11 @@ def _footer(records: list[dict[str, Any]], environment: dict[str, Any], sources:
     ]
     robustness = environment.get("robustness")
     if robustness:
+        skipped = sorted({reason for r in records for reason in (r.get("corruptions_skipped") or {}).values()})
         parts.append(
-            f"Robustness: {len(robustness['corruptions'])} corruptions × severities "
+            f"Robustness: {len(robustness['corruptions'])} corruptions"
+            + "".join(f" (skipped: {reason})" for reason in skipped)
+            + " × severities "
             f"{', '.join(map(str, robustness['severities']))}; ε-agreement on {robustness['eps_images']} images × "
             f"{robustness['eps_draws']} draws at ε {', '.join(f'{e:g}' for e in robustness['eps'])}; "
             f"δ {environment.get('delta_points', 0.5):g} points."

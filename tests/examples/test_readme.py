@@ -62,3 +62,30 @@ def test_the_changelog_names_the_package_version():
     changelog = (README.parent / "CHANGELOG.md").read_text()
     first = re.search(r"^## (\S+)", changelog, re.M).group(1)
     assert first == pytest_prune.__version__, "add a CHANGELOG section for the version in pytest_prune/__init__.py"
+
+
+def test_leaderboard_md_is_what_the_harness_writes_from_its_results_json(tmp_path):
+    """LEADERBOARD.md is regenerated from benchmarks/leaderboard.json byte for byte, plots included."""
+    from pytest_prune.report.leaderboard import write_leaderboard
+    from pytest_prune.results import load_results
+
+    document = load_results(README.parent / "benchmarks" / "leaderboard.json")
+    write_leaderboard(tmp_path / "LEADERBOARD.md", document["results"], document["environment"], ["leaderboard.json"])
+    committed = (README.parent / "LEADERBOARD.md").read_text()
+    assert (tmp_path / "LEADERBOARD.md").read_text() == committed
+    for link in re.findall(r"\]\(([^)]+\.png)\)", committed):
+        assert (README.parent / link).is_file(), f"LEADERBOARD.md links a missing plot: {link}"
+    pruners = {r["pruner"] for r in document["results"]}
+    assert len(pruners) == 10 and {r["seed"] for r in document["results"]} == {0, 1, 2}
+    assert all(r.get("corruption_top1") for r in document["results"] if r["outcome"] == "passed")
+
+
+def test_the_readme_opens_with_the_leaderboards_headline():
+    readme = README.read_text()
+    headline = readme.split("<!-- leaderboard-headline -->")[1].split("<!-- /leaderboard-headline -->")[0]
+    rows = [line for line in headline.splitlines() if line.startswith("|")]
+    assert len(rows) >= 12, "the headline table is missing"
+    leaderboard = (README.parent / "LEADERBOARD.md").read_text()
+    for row in rows:
+        assert row in leaderboard, f"README headline row not in LEADERBOARD.md: {row}"
+    assert readme.index("<!-- leaderboard-headline -->") < readme.index("## Quick start")

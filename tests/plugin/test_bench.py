@@ -154,7 +154,9 @@ def test_the_xdist_controller_never_imports_torch_for_built_in_names(pytester):
         """
     )
     args = ("--prune-bench", "--prune-pruner=random,l1_filter", "--prune-compression=2", "--prune-no-cache")
-    pytester.runpytest(*args, *FAST, "-n", "2").assert_outcomes(passed=2)
+    result = pytester.runpytest(*args, *FAST, "-n", "2")
+    result.assert_outcomes(passed=2)
+    assert "Benchmark fixture was not used" not in result.stdout.str()  # pytest-benchmark is off under xdist
     assert (pytester.path / "controller.txt").read_text() == "False"
 
 

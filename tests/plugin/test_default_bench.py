@@ -24,5 +24,6 @@ def test_default_benchmark_passes_its_shipped_expectations(pytester):
     again = pytester.runpytest("--prune-bench", "--prune-json=results.json")
     again.assert_outcomes(passed=30)
     again.stdout.fnmatch_lines(["*30 cell(s): 30 passed; 30 from the cache*"])
+    assert "Benchmark fixture was not used" not in again.stdout.str()  # cached cells time nothing, silently
     warm = json.loads((pytester.path / "results.json").read_text())["results"]
     assert [(r["id"], r["top1"], r["threshold"]) for r in warm] == [(r["id"], r["top1"], r["threshold"]) for r in rows]
