@@ -42,8 +42,9 @@ def test_ci_runs_the_readme_install_and_test_commands():
     ci = (README.parent / ".ci" / "run").read_text()
     install = re.search(r"# 1\. install.*\n(.*)\n", readme).group(1)
     assert install in ci and "pip install -c constraints-cpu.txt" in install
-    assert re.search(r"# 2\. run pytest-prune's own test suite\npytest\n", readme)
-    assert re.search(r"^\s*pytest$", ci, re.M)
+    test = re.search(r"# 2\. run pytest-prune's own test suite.*\n(pytest.*)\n", readme).group(1)
+    assert test == "pytest -n auto"
+    assert re.search(rf"^\s*{re.escape(test)}$", ci, re.M)
 
 
 def test_every_option_the_readme_mentions_exists():
