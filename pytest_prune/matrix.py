@@ -81,20 +81,8 @@ def arch_cost(arch: str) -> float:
     Used only to order cells for xdist; the probe shape is fixed because the datasets are not loaded yet.
     """
     try:
-        import torch
+        from .metrics.counting import count_macs, macs_summary
 
-        from .metrics.counting import _layer_macs, probe_forward
-
-        model = ARCHITECTURES.get(arch)((3, 32, 32), 10)
-        total = 0
-
-        def record(name: str, module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            nonlocal total
-            total += _layer_macs(module, inputs, output)
-
-        probe_forward(
-            model, (3, 32, 32), lambda m: isinstance(m, torch.nn.Linear | torch.nn.modules.conv._ConvNd), record
-        )
-        return float(total)
+        return float(macs_summary(count_macs(ARCHITECTURES.get(arch)((3, 32, 32), 10), (3, 32, 32)))[0])
     except Exception:  # an architecture that rejects the probe keeps its place
         return 0.0

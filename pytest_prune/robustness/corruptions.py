@@ -12,16 +12,7 @@ held in memory as a whole.
 Corrupting a test set must cost little next to evaluating it, even for a model that needs a few
 milliseconds per thousand images, so no corruption works image by image:
 
-* JPEG: a baseline JPEG codes each 8×8 block of a component on its own, so the blocks of a whole batch
-  (every image padded to whole blocks by repeating its edge, as the encoder pads) go through Pillow as one
-  mosaic, and blocks of one grey level decode through a table. Colour images are split into the encoder's
-  own Y, Cb and Cr planes (libjpeg's integer colour conversion and 2×2 chroma averaging), whose blocks go
-  through Pillow as grey mosaics with the colour tables, and are joined again by libjpeg-turbo's "fancy"
-  chroma upsampling and integer colour conversion (with another codec behind Pillow, colour images go
-  through Pillow one by one). Both are exact: the tests compare them with Pillow image by image.
-* Pixelate: Pillow's BOX resampling rounds a fixed-point weighted sum to 8 bits after each pass; the
-  weights are read off Pillow itself (it resamples basis images) and applied to the whole batch, with
-  Pillow's rounding, so the result is Pillow's to the bit.
+* JPEG and pixelate: the whole batch at once, to Pillow's bits (``pillow_exact``).
 * Blurs: the kernel, with its border padding folded in, becomes one matrix per image axis (a few such
   pairs when it is not separable), so a blur is a few small matrix products.
 * Shot noise: a zero rate gives 0 without a draw, and where the rates are 8-bit levels (at most 256
@@ -41,19 +32,17 @@ everything else gives the same bits as the per-image and direct forms.
 from __future__ import annotations
 
 import functools
-import io
 import math
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from PIL.JpegImagePlugin import JpegImageFile
+from .pillow_exact import jpeg, pixelate
 
 SEVERITIES = (1, 2, 3, 4, 5)
 BATCH = 500
@@ -329,289 +318,6 @@ def saturate(x: torch.Tensor, param: tuple[float, float], g: torch.Generator) ->
     hsv = rgb_to_hsv(x.clamp(0, 1))
     hsv[:, 1] = (hsv[:, 1] * param[0] + param[1]).clamp(0, 1)
     return hsv_to_rgb(hsv)
-
-
-# --- pixelate: Pillow's BOX resampling, batched ------------------------------------------------------------------
-
-_PRECISION = 22
-"""Pillow resamples 8-bit images in fixed point with 22 fractional bits (``PRECISION_BITS`` in Resample.c)."""
-
-
-def _levels(x: torch.Tensor) -> torch.Tensor:
-    """The 8-bit levels of [0, 1] pixels, as integer-valued floats (what an 8-bit image of them holds)."""
-    return (x.clamp(0, 1) * 255).round()
-
-
-@functools.lru_cache(maxsize=64)
-def _box_pass(size: int, new_size: int) -> tuple[str, torch.Tensor, torch.Tensor | None]:
-    """How Pillow's BOX filter resamples ``size`` samples to ``new_size`` on 8-bit images, in batched form.
-
-    The fixed-point weights are Pillow's own: resizing a 32-bit image whose rows are basis vectors of 2**22
-    returns round(weight · 2**22), the integer weight Pillow uses for 8-bit images; an output sample is then
-    (Σ weight · input + 2**21) >> 22, clipped to 0–255. Three batched forms compute exactly that:
-
-    * ("take", indices, None) when every output copies one input (weight 2**22), as in upsampling;
-    * ("sum", 0/1 matrix, scale) when the weights of each output are equal, as BOX weights are: the float32
-      matrix product sums the inputs exactly (≤ 255 · size < 2**24) and ⌊sum · scale + ½⌋ in float32 is the
-      fixed-point result, checked here for every possible sum;
-    * ("dot", integer weights in float64, None) otherwise, exact in float64.
-    """
-    from PIL import Image
-
-    basis = np.diag(np.full(size, 1 << _PRECISION, dtype=np.int32))
-    weights = np.asarray(Image.fromarray(basis).resize((new_size, size), Image.Resampling.BOX), dtype=np.int64).T
-    used = weights != 0
-    if (used.sum(1) == 1).all() and (weights.max(1) == 1 << _PRECISION).all():
-        return "take", torch.from_numpy(weights.argmax(1)), None
-    top = weights.max(1)
-    if (weights == np.where(used, top[:, None], 0)).all():
-        scale = (top / (1 << _PRECISION)).astype(np.float32)  # exact: weights are below 2**24
-        exact = True
-        for count, weight, factor in set(zip(used.sum(1).tolist(), top.tolist(), scale.tolist(), strict=True)):
-            sums = np.arange(255 * count + 1)
-            fixed = (sums * weight + (1 << (_PRECISION - 1))) >> _PRECISION
-            single = np.floor(sums.astype(np.float32) * np.float32(factor) + np.float32(0.5))
-            exact &= bool((fixed == single).all())
-        if exact:
-            return "sum", torch.from_numpy(used.T.astype(np.float32)), torch.from_numpy(scale)
-    return "dot", torch.from_numpy(weights.T.astype(np.float64)), None
-
-
-def _resample(levels: torch.Tensor, new_size: int, axis: int) -> torch.Tensor:
-    """One Pillow BOX pass along ``axis`` (−1 or −2) of integer-valued ``levels``, rounded as Pillow does."""
-    kind, matrix, scale = _box_pass(levels.shape[axis], new_size)
-    if kind == "take":
-        return levels.index_select(axis, matrix)
-    if kind == "sum":
-        assert scale is not None  # the "sum" form always comes with its per-output scale
-        matrix, scale = matrix.to(levels.dtype), scale.to(levels.dtype)
-        if axis == -1:
-            return torch.matmul(levels, matrix).mul_(scale).add_(0.5).floor_()
-        return torch.matmul(matrix.T, levels).mul_(scale[:, None]).add_(0.5).floor_()
-    total = torch.matmul(levels.double(), matrix) if axis == -1 else torch.matmul(matrix.T, levels.double())
-    return total.add_(1 << (_PRECISION - 1)).div_(1 << _PRECISION).floor_().clamp_(0, 255).to(levels.dtype)
-
-
-def _resize(levels: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """``Image.resize((width, height), BOX)`` of every (H, W) plane: the horizontal pass, then the vertical one."""
-    rows, columns = _box_pass(levels.shape[-2], height), _box_pass(levels.shape[-1], width)
-    if rows[0] == columns[0] == "take":  # both passes copy samples: one gather does both (numpy's is faster)
-        flat = (rows[1][:, None] * levels.shape[-1] + columns[1][None, :]).flatten().numpy()
-        planes = levels.contiguous().numpy().reshape(*levels.shape[:-2], -1)
-        return torch.from_numpy(planes[..., flat].reshape(*levels.shape[:-2], height, width))
-    if levels.shape[-1] != width:
-        levels = _resample(levels, width, -1)
-    if levels.shape[-2] != height:
-        levels = _resample(levels, height, -2)
-    return levels
-
-
-def pixelate(x: torch.Tensor, factor: float, g: torch.Generator) -> torch.Tensor:
-    """Pillow's BOX downsampling to ``factor`` of the size and BOX upsampling back, on the 8-bit image."""
-    height, width = x.shape[-2:]
-    small = _resize(_levels(x), max(1, int(width * factor)), max(1, int(height * factor)))
-    return _resize(small, width, height).contiguous().div_(255)
-
-
-# --- JPEG: Pillow on mosaics of 8×8 blocks -----------------------------------------------------------------------
-
-
-_REPEAT = np.uint64(0x0101010101010101)
-"""Times a byte, the 8-byte word of eight copies of it."""
-
-
-def _to_blocks(planes: np.ndarray) -> np.ndarray:
-    """(P, H, W) uint8 planes as their 8×8 blocks in raster order, each as 8 uint64 words (one per row).
-
-    Planes are first padded to whole blocks by repeating the last row and column, as the encoder pads.
-    """
-    count, height, width = planes.shape
-    rows, columns = -(-height // 8) * 8, -(-width // 8) * 8
-    padded = np.empty((count, rows, columns), dtype=np.uint8)
-    padded[:, :height, :width] = planes
-    padded[:, height:, :width] = planes[:, -1:]
-    padded[:, :, width:] = padded[:, :, width - 1 : width]
-    words = padded.view(np.uint64).reshape(count, rows // 8, 8, columns // 8)
-    return np.ascontiguousarray(words.transpose(0, 1, 3, 2)).reshape(-1, 8)
-
-
-def _from_blocks(blocks: np.ndarray, count: int, height: int, width: int) -> np.ndarray:
-    """Inverse of ``_to_blocks``: (P, H, W) uint8 planes from their blocks, padding dropped."""
-    rows, columns = -(-height // 8) * 8, -(-width // 8) * 8
-    words = blocks.reshape(count, rows // 8, columns // 8, 8).transpose(0, 1, 3, 2)
-    return np.ascontiguousarray(words).reshape(count, rows, columns // 8).view(np.uint8)[:, :height, :width]
-
-
-_MOSAIC_ROW = 64
-"""Blocks per mosaic row."""
-_MOSAIC_BLOCKS = 64 * 4096
-"""Blocks per Pillow call (a 512 × 32768 mosaic)."""
-
-
-@functools.lru_cache(maxsize=16)
-def _jpeg_tables(quality: int) -> tuple[list[int], list[int]]:
-    """The luminance and chrominance quantisation tables Pillow writes for ``quality``, as Pillow reports them."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16)).save(buffer, "JPEG", quality=quality)
-    tables = cast("JpegImageFile", Image.open(buffer)).quantization  # a JPEG buffer opens as a JpegImageFile
-    return list(tables[0]), list(tables[1])
-
-
-def _jpeg_mosaic(blocks: np.ndarray, quality: int, chroma: bool) -> np.ndarray:
-    """Encode and decode (M, 8) uint64 blocks with Pillow as grey JPEG mosaics, with the quality's luma/chroma table.
-
-    Baseline JPEG quantises each 8×8 block of a component on its own, so a block decodes the same wherever it
-    sits: a mosaic of the blocks of many images costs one Pillow call instead of one per image.
-    """
-    from PIL import Image
-
-    options: dict[str, Any] = {"qtables": [_jpeg_tables(quality)[1]]} if chroma else {"quality": quality}
-    out = np.empty_like(blocks)
-    for start in range(0, len(blocks), _MOSAIC_BLOCKS):
-        part = blocks[start : start + _MOSAIC_BLOCKS]
-        rows = -(-len(part) // _MOSAIC_ROW)
-        tiles = np.zeros((rows * _MOSAIC_ROW, 8), dtype=np.uint64)
-        tiles[: len(part)] = part
-        mosaic = tiles.reshape(rows, _MOSAIC_ROW, 8).transpose(0, 2, 1).copy().view(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(mosaic.reshape(rows * 8, _MOSAIC_ROW * 8)).save(buffer, "JPEG", **options)
-        decoded = np.asarray(Image.open(buffer)).view(np.uint64).reshape(rows, 8, _MOSAIC_ROW)  # a grey JPEG: 'L'
-        out[start : start + len(part)] = decoded.transpose(0, 2, 1).reshape(-1, 8)[: len(part)]
-    return out
-
-
-@functools.lru_cache(maxsize=32)
-def _flat_blocks(quality: int, chroma: bool) -> np.ndarray:
-    """What a block of one grey level decodes to, per level, as a word of 8 samples: still one level, as only
-    its DC coefficient is non-zero."""
-    levels = np.arange(256, dtype=np.uint64) * _REPEAT
-    return _jpeg_mosaic(np.repeat(levels[:, None], 8, 1), quality, chroma)[:, 0]
-
-
-def _jpeg_blocks(blocks: np.ndarray, quality: int, chroma: bool) -> np.ndarray:
-    """Pillow's JPEG round trip of every block: flat blocks through a table, the others through one mosaic."""
-    first = blocks[:, 0]
-    flat = (blocks == first[:, None]).all(1) & (first == (first & np.uint64(0xFF)) * _REPEAT)
-    out = np.repeat(_flat_blocks(quality, chroma)[(first & np.uint64(0xFF)).astype(np.intp)][:, None], 8, 1)
-    busy = np.flatnonzero(~flat)
-    if len(busy):
-        out[busy] = _jpeg_mosaic(blocks[busy], quality, chroma)
-    return out
-
-
-# libjpeg's fixed-point colour conversion (jccolor.c, jdcolor.c): constants scaled by 2**16, rounded
-_FIX = {c: int(c * 65536 + 0.5) for c in (0.299, 0.587, 0.114, 0.16874, 0.33126, 0.5, 0.41869, 0.08131)}
-_FIX.update({c: int(c * 65536 + 0.5) for c in (1.402, 1.772, 0.71414, 0.34414)})
-_HALF = 1 << 15
-
-
-def _rgb_to_ycc(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """libjpeg's RGB → YCbCr on (N, 3, H, W) uint8, as int32 planes."""
-    r, g, b = (rgb[:, c].astype(np.int32) for c in range(3))
-    y = (_FIX[0.299] * r + _FIX[0.587] * g + _FIX[0.114] * b + _HALF) >> 16
-    offset = (128 << 16) + _HALF - 1
-    cb = (-_FIX[0.16874] * r - _FIX[0.33126] * g + _FIX[0.5] * b + offset) >> 16
-    cr = (_FIX[0.5] * r - _FIX[0.41869] * g - _FIX[0.08131] * b + offset) >> 16
-    return y, cb, cr
-
-
-def _downsample_chroma(plane: np.ndarray) -> np.ndarray:
-    """libjpeg's 2×2 chroma averaging of (N, H, W), with the encoder's padding to whole 8×8 chroma blocks.
-
-    The full-size plane is widened to twice the padded chroma width and to even height by repeating its last
-    column and row; sums are rounded with the alternating bias 1, 2, 1, 2, ... along each row; the chroma rows
-    are then padded to whole blocks by repeating the last one.
-    """
-    _, height, width = plane.shape
-    columns, rows = -(-width // 16) * 8, -(-height // 16) * 8
-    wide = np.pad(plane, ((0, 0), (0, height % 2), (0, 2 * columns - width)), mode="edge")
-    sums = wide[:, 0::2, 0::2] + wide[:, 0::2, 1::2] + wide[:, 1::2, 0::2] + wide[:, 1::2, 1::2]
-    small = (sums + np.tile(np.array([1, 2], dtype=np.int32), columns // 2)) >> 2
-    return np.pad(small, ((0, 0), (0, rows - small.shape[1]), (0, 0)), mode="edge")
-
-
-def _upsample_chroma(plane: np.ndarray, height: int, width: int) -> np.ndarray:
-    """libjpeg-turbo's decoder upsampling of (N, ⌈H/2⌉, ⌈W/2⌉) chroma to (N, H, W): "fancy" (triangle) 2×2.
-
-    Each output sample weighs its chroma sample 3/4 and the next nearest 1/4 in each direction, the edges
-    repeating; the rounding biases alternate 8, 7 along a row. Planes two samples wide or less are copied
-    into 2×2 squares instead, as libjpeg-turbo does.
-    """
-    if plane.shape[2] <= 2:
-        return plane.repeat(2, 1).repeat(2, 2)[:, :height, :width]
-    tall = np.pad(plane, ((0, 0), (1, 1), (0, 0)), mode="edge")
-    above, below = 3 * plane + tall[:, :-2], 3 * plane + tall[:, 2:]
-    sums = np.stack((above, below), 2).reshape(len(plane), -1, plane.shape[2])  # rows 2i (above), 2i+1 (below)
-    wide = np.pad(sums, ((0, 0), (0, 0), (1, 1)), mode="edge")
-    left, right = (3 * sums + wide[:, :, :-2] + 8) >> 4, (3 * sums + wide[:, :, 2:] + 7) >> 4
-    return np.stack((left, right), 3).reshape(len(plane), sums.shape[1], -1)[:, :height, :width]
-
-
-def _ycc_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
-    """libjpeg's YCbCr → RGB on int32 planes, as (N, 3, H, W) uint8."""
-    cb, cr = cb - 128, cr - 128
-    red = y + ((_FIX[1.402] * cr + _HALF) >> 16)
-    green = y + ((-_FIX[0.34414] * cb + _HALF - _FIX[0.71414] * cr) >> 16)
-    blue = y + ((_FIX[1.772] * cb + _HALF) >> 16)
-    return np.clip(np.stack((red, green, blue), 1), 0, 255).astype(np.uint8)
-
-
-def _jpeg_planes(planes: np.ndarray, quality: int, chroma: bool) -> np.ndarray:
-    """JPEG round trip of (N, H, W) uint8 component planes, padded to whole blocks by repeating the edge."""
-    count, height, width = planes.shape
-    return _from_blocks(_jpeg_blocks(_to_blocks(planes), quality, chroma), count, height, width)
-
-
-def _jpeg_colour(rgb: np.ndarray, quality: int) -> np.ndarray:
-    """Pillow's JPEG round trip of (N, 3, H, W) uint8 RGB images, as libjpeg-turbo codes them with 4:2:0 chroma.
-
-    The encoder's own steps run batched (integer YCbCr, 2×2 chroma averaging with its padding), the Y, Cb and
-    Cr blocks are quantised through Pillow with the quality's luma and chroma tables, and the decoder's steps
-    follow (fancy upsampling of the chroma, integer RGB).
-    """
-    _, _, height, width = rgb.shape
-    y, cb, cr = _rgb_to_ycc(rgb)
-    y = _jpeg_planes(y.astype(np.uint8), quality, chroma=False).astype(np.int32)
-    chroma = _jpeg_planes(
-        np.concatenate((_downsample_chroma(cb), _downsample_chroma(cr))).astype(np.uint8), quality, True
-    )
-    chroma = chroma[:, : -(-height // 2), : -(-width // 2)].astype(np.int32)
-    cb, cr = (_upsample_chroma(plane, height, width) for plane in np.split(chroma, 2))
-    return _ycc_to_rgb(y, cb, cr)
-
-
-def _jpeg_per_image(rgb: np.ndarray, quality: int) -> np.ndarray:
-    """Pillow's JPEG round trip of (N, 3, H, W) uint8 RGB images, one Pillow call per image."""
-    from PIL import Image
-
-    out = np.empty_like(rgb)
-    for i, image in enumerate(rgb.transpose(0, 2, 3, 1)):
-        buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(image)).save(buffer, "JPEG", quality=quality)
-        out[i] = np.asarray(Image.open(buffer).convert("RGB")).transpose(2, 0, 1)
-    return out
-
-
-@functools.cache
-def _libjpeg_turbo() -> bool:
-    """Whether Pillow's JPEG codec is libjpeg-turbo, whose colour conversion and upsampling ``_jpeg_colour`` follows."""
-    from PIL import features
-
-    return bool(features.check_feature("libjpeg_turbo"))
-
-
-def jpeg(x: torch.Tensor, quality: int, g: torch.Generator) -> torch.Tensor:
-    """Pillow's JPEG at ``quality`` with its defaults (4:2:0 chroma for colour), as if encoded and decoded per image."""
-    levels = _levels(x).numpy().astype(np.uint8)  # numpy converts to 8 bits several times faster than torch
-    if levels.shape[1] == 1:
-        out = _jpeg_planes(levels[:, 0], quality, chroma=False)[:, None]
-    elif _libjpeg_turbo():
-        out = _jpeg_colour(levels, quality)
-    else:  # another codec may upsample chroma its own way: code each image as it would
-        out = _jpeg_per_image(levels, quality)
-    return torch.from_numpy(out.astype(np.float32)).to(x.dtype).div_(255)
 
 
 # --- geometric shifts ---------------------------------------------------------------------------------------------
