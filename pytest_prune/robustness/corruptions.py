@@ -76,7 +76,8 @@ def _noise(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 def gaussian_noise(x: torch.Tensor, sigma: float, g: torch.Generator) -> torch.Tensor:
-    return _noise(x, g).mul_(sigma).add_(x)  # x + σ·n, built in the noise's own storage
+    noise = _noise(x, g)
+    return torch.add(x, noise, alpha=sigma, out=noise)  # x + σ·n in one pass, in the noise's own storage
 
 
 def shot_noise(x: torch.Tensor, photons: float, g: torch.Generator) -> torch.Tensor:
@@ -190,7 +191,7 @@ def _bernoulli_positions(n: int, p: float, g: torch.Generator) -> torch.Tensor:
 
 def speckle_noise(x: torch.Tensor, scale: float, g: torch.Generator) -> torch.Tensor:
     noise = _noise(x, g)
-    return (x * scale).mul_(noise).add_(x)  # x + (x·scale)·n
+    return torch.addcmul(x, x, noise, value=scale, out=noise)  # x + scale·x·n in one pass
 
 
 # --- blurs ---------------------------------------------------------------------------------------------------------
@@ -243,10 +244,19 @@ def _depthwise(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor
         mode = "replicate"  # reflection needs the image to be wider than the padding
     kernel = kernel.to(torch.float64).contiguous()
     pairs = _blur_operators(kernel.numpy().tobytes(), (kh, kw), tuple(x.shape[-2:]), mode, x.dtype)
-    out = torch.matmul(pairs[0][0], torch.matmul(x, pairs[0][1]))
+    out = _left(pairs[0][0], torch.matmul(x, pairs[0][1]))
     for rows, columns in pairs[1:]:
-        out.add_(torch.matmul(rows, torch.matmul(x, columns)))
+        out.add_(_left(rows, torch.matmul(x, columns)))
     return out
+
+
+def _left(rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``rows @ x`` for every (H, W) plane of ``x``: one matrix product over the planes side by side, which
+    runs about twice as fast as a broadcast batched product of small matrices."""
+    height, width = x.shape[-2:]
+    planes = x.reshape(-1, height, width).transpose(0, 1).reshape(height, -1)  # (H, planes·W)
+    out = torch.matmul(rows, planes).view(rows.shape[0], -1, width).transpose(0, 1)
+    return out.reshape(*x.shape[:-2], rows.shape[0], width)
 
 
 def gaussian_kernel(sigma: float, radius: int | None = None) -> torch.Tensor:
@@ -404,10 +414,34 @@ class PixelSpace:
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
     def pixels(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.std + self.mean
+        return torch.addcmul(self.mean, x, self.std)  # x·std + mean, one pass
 
     def normalised(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - self.mean) / self.std
+
+    def normalise_clamped_(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``normalised(pixels.clamp(0, 1))``, written over ``pixels``."""
+        return pixels.clamp_(0, 1).sub_(self.mean).div_(self.std)
+
+
+def pixel_batches(x: torch.Tensor, space: PixelSpace, batch_size: int = BATCH) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(start, [0, 1] pixels)`` of each batch of the normalised inputs ``x``, on the CPU, one batch at a time."""
+    for start in range(0, len(x), batch_size):
+        yield start, space.pixels(x[start : start + batch_size].detach().to("cpu", torch.float32))
+
+
+def corrupt(
+    pixels: torch.Tensor, space: PixelSpace, corruption: Corruption, severity: int, seed: int, start: int
+) -> torch.Tensor:
+    """The normalised, clamped corruption of the batch ``pixels`` (the test images from ``start`` on).
+
+    ``pixels`` is left as it is (every corruption returns a new tensor), so one batch of pixels serves
+    every corruption and severity in turn.
+    """
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity {severity} is outside 1–5")
+    generator = batch_generator(seed, corruption.name, severity, start)
+    return space.normalise_clamped_(corruption.apply(pixels, corruption.params[severity - 1], generator))
 
 
 def corrupted_batches(
@@ -419,12 +453,5 @@ def corrupted_batches(
     batch_size: int = BATCH,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """``(start, normalised corrupted batch)`` over ``x``, one batch in memory at a time, on ``x``'s device."""
-    if severity not in SEVERITIES:
-        raise ValueError(f"severity {severity} is outside 1–5")
-    parameter = corruption.params[severity - 1]
-    for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size].detach().to("cpu", torch.float32)
-        generator = batch_generator(seed, corruption.name, severity, start)
-        shifted = corruption.apply(space.pixels(batch), parameter, generator)
-        # in place: every corruption returns a new tensor, so the batch's own storage is free to reuse
-        yield start, shifted.clamp_(0, 1).sub_(space.mean).div_(space.std).to(x.device, x.dtype)
+    for start, pixels in pixel_batches(x, space, batch_size):
+        yield start, corrupt(pixels, space, corruption, severity, seed, start).to(x.device, x.dtype)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .corruptions import CORRUPTIONS, PixelSpace, corrupted_batches
+from .corruptions import CORRUPTIONS, SEVERITIES, PixelSpace, corrupt, pixel_batches
 
 EVAL_SEED = 0
 """Corruptions and noise are drawn with this seed in every cell, so all models are compared on the same inputs."""
@@ -48,20 +48,28 @@ def shifted_top1(
     corruptions: Sequence[str],
     severities: Sequence[int],
 ) -> dict[str, dict[str, float]]:
-    """``{corruption: {severity: top1}}`` with the corrupted test set streamed, never held whole."""
+    """``{corruption: {severity: top1}}`` with the corrupted test set streamed, never held whole.
+
+    Each batch is turned into pixels once and then corrupted every way in turn, one corrupted batch in
+    memory at a time.
+    """
+    for severity in severities:
+        if severity not in SEVERITIES:
+            raise ValueError(f"severity {severity} is outside 1–5")
     was_training = model.training
     model.eval()
-    out: dict[str, dict[str, float]] = {}
+    correct = {(name, severity): 0 for name in corruptions for severity in severities}
     try:
-        for name in corruptions:
-            out[name] = {}
-            for severity in severities:
-                correct = 0
-                for start, batch in corrupted_batches(x, space, CORRUPTIONS[name], severity, EVAL_SEED):
-                    correct += int((model(batch).argmax(1) == y[start : start + len(batch)]).sum())
-                out[name][str(severity)] = correct / len(x)
+        for start, pixels in pixel_batches(x, space):
+            labels = y[start : start + len(pixels)]
+            for name, severity in correct:
+                batch = corrupt(pixels, space, CORRUPTIONS[name], severity, EVAL_SEED, start).to(x.device, x.dtype)
+                correct[name, severity] += int((model(batch).argmax(1) == labels).sum())
     finally:
         model.train(was_training)
+    out: dict[str, dict[str, float]] = {name: {} for name in corruptions}
+    for (name, severity), count in correct.items():
+        out[name][str(severity)] = count / len(x)
     return out
 
 

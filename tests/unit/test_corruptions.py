@@ -57,7 +57,11 @@ def test_every_corruption_is_deterministic_in_range_and_grows_with_severity(name
     change = []
     for severity in SEVERITIES:
         param = corruption.params[severity - 1]
-        out = corruption.apply(x, param, batch_generator(0, name, severity, 0)).clamp(0, 1)
+        before = x.clone()
+        raw = corruption.apply(x, param, batch_generator(0, name, severity, 0))
+        # the streaming reuses one batch of pixels for every corruption and clamps the result in place
+        assert torch.equal(x, before) and raw.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+        out = raw.clamp(0, 1)
         again = corruption.apply(x, param, batch_generator(0, name, severity, 0)).clamp(0, 1)
         assert out.shape == x.shape and torch.isfinite(out).all() and torch.equal(out, again)
         change.append(float((out - x).abs().mean()))

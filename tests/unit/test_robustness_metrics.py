@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from pytest_prune.robustness.measure import eps_agreement, eps_sample, excess_error, similarity
+from pytest_prune.robustness.corruptions import BATCH, CORRUPTIONS, PixelSpace, corrupted_batches
+from pytest_prune.robustness.measure import EVAL_SEED, eps_agreement, eps_sample, excess_error, shifted_top1, similarity
 from pytest_prune.robustness.potential import NOMINAL, SUITE, potential_summary, prune_potential
 
 
@@ -21,6 +22,28 @@ def test_excess_error_is_the_extra_error_the_shift_costs_the_pruned_model():
 def model(seed):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(16, 10)).eval()
+
+
+def test_shifted_top1_counts_what_each_corrupted_stream_gives():
+    """The batch-by-batch evaluation (every corruption of one batch in turn) equals corruption-by-corruption streams."""
+    space = PixelSpace({"mean": [0.5], "std": [0.25]}, 1)
+    x = space.normalised(torch.rand(BATCH + 30, 1, 4, 4, generator=torch.Generator().manual_seed(3)))
+    net = model(2)
+    with torch.no_grad():
+        y = net(x).argmax(1)  # labels the clean model gets right, so the corruptions cost accuracy
+    names, severities = ["gaussian_noise", "jpeg", "rotation"], [1, 5]
+    table = shifted_top1(net, x, y, space, names, severities)
+    for name in names:
+        for severity in severities:
+            with torch.no_grad():
+                correct = sum(
+                    int((net(batch).argmax(1) == y[start : start + len(batch)]).sum())
+                    for start, batch in corrupted_batches(x, space, CORRUPTIONS[name], severity, EVAL_SEED)
+                )
+            assert table[name][str(severity)] == correct / len(x)
+    assert table["gaussian_noise"]["5"] < 1.0
+    with pytest.raises(ValueError, match="severity 0 is outside 1–5"):
+        shifted_top1(net, x, y, space, names, [0])
 
 
 def test_similarity_of_a_model_with_itself_and_with_another():
