@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .pillow_exact import jpeg, pixelate
+from .pillow_exact import jpeg, left_product, pixelate
 
 SEVERITIES = (1, 2, 3, 4, 5)
 BATCH = 500
@@ -244,19 +244,10 @@ def _depthwise(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor
         mode = "replicate"  # reflection needs the image to be wider than the padding
     kernel = kernel.to(torch.float64).contiguous()
     pairs = _blur_operators(kernel.numpy().tobytes(), (kh, kw), tuple(x.shape[-2:]), mode, x.dtype)
-    out = _left(pairs[0][0], torch.matmul(x, pairs[0][1]))
+    out = left_product(pairs[0][0], torch.matmul(x, pairs[0][1]))
     for rows, columns in pairs[1:]:
-        out.add_(_left(rows, torch.matmul(x, columns)))
+        out.add_(left_product(rows, torch.matmul(x, columns)))
     return out
-
-
-def _left(rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``rows @ x`` for every (H, W) plane of ``x``: one matrix product over the planes side by side, which
-    runs about twice as fast as a broadcast batched product of small matrices."""
-    height, width = x.shape[-2:]
-    planes = x.reshape(-1, height, width).transpose(0, 1).reshape(height, -1)  # (H, planes·W)
-    out = torch.matmul(rows, planes).view(rows.shape[0], -1, width).transpose(0, 1)
-    return out.reshape(*x.shape[:-2], rows.shape[0], width)
 
 
 def gaussian_kernel(sigma: float, radius: int | None = None) -> torch.Tensor:

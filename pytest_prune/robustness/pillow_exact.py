@@ -72,6 +72,15 @@ def _box_pass(size: int, new_size: int) -> tuple[str, torch.Tensor, torch.Tensor
     return "dot", torch.from_numpy(weights.T.astype(np.float64)), None
 
 
+def left_product(rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``rows @ plane`` for every (H, W) plane of ``x``, as one matrix product over the planes side by side:
+    about twice as fast as the broadcast batched product of many small matrices, and the same sums."""
+    height, width = x.shape[-2:]
+    planes = x.reshape(-1, height, width).transpose(0, 1).reshape(height, -1)  # (H, planes·W)
+    out = torch.matmul(rows, planes).view(rows.shape[0], -1, width).transpose(0, 1)
+    return out.reshape(*x.shape[:-2], rows.shape[0], width)
+
+
 def _resample(levels: torch.Tensor, new_size: int, axis: int) -> torch.Tensor:
     """One Pillow BOX pass along ``axis`` (−1 or −2) of integer-valued ``levels``, rounded as Pillow does."""
     kind, matrix, scale = _box_pass(levels.shape[axis], new_size)
@@ -82,8 +91,8 @@ def _resample(levels: torch.Tensor, new_size: int, axis: int) -> torch.Tensor:
         matrix, scale = matrix.to(levels.dtype), scale.to(levels.dtype)
         if axis == -1:
             return torch.matmul(levels, matrix).mul_(scale).add_(0.5).floor_()
-        return torch.matmul(matrix.T, levels).mul_(scale[:, None]).add_(0.5).floor_()
-    total = torch.matmul(levels.double(), matrix) if axis == -1 else torch.matmul(matrix.T, levels.double())
+        return left_product(matrix.T, levels).mul_(scale[:, None]).add_(0.5).floor_()
+    total = torch.matmul(levels.double(), matrix) if axis == -1 else left_product(matrix.T, levels.double())
     return total.add_(1 << (_PRECISION - 1)).div_(1 << _PRECISION).floor_().clamp_(0, 255).to(levels.dtype)
 
 
