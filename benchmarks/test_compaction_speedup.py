@@ -4,14 +4,21 @@ Target (issue 3): measured latency speedup ≥ 0.8 × structural MAC speedup, de
 timed side by side in one run (pytest-benchmark, shipped mnist5k weights, 1 CPU thread, batch 1 and 64).
 
     pytest benchmarks/test_compaction_speedup.py -s --benchmark-columns=median,iqr,rounds
+
+``test_conv_rates_per_layer_shape`` (not a target) prints where the gap comes from: the MAC rate of each
+distinct 3×3 convolution shape of the dense and the compacted model, at the benchmark's batch sizes.
 """
 
 from __future__ import annotations
 
 import copy
+import statistics
+import time
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from pytest_prune.data.base import Batches
 from pytest_prune.masks import amount_for_model, derive_masks
@@ -80,3 +87,41 @@ def test_measured_vs_structural_speedup(models, medians, batch, record_property)
         f"= {ratio:.2f} of the MAC speedup (target {TARGET})"
     )
     assert ratio >= TARGET, f"batch {batch}: compacted model reaches {ratio:.2f} of its structural MAC speedup"
+
+
+def conv_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[tuple, tuple[int, ...]]:
+    """{(in, out, stride): input shape} of each distinct convolution of ``model``."""
+    shapes: dict[tuple, tuple[int, ...]] = {}
+
+    def record(layer: nn.Module, args: tuple, _out: torch.Tensor) -> None:
+        shapes.setdefault((layer.in_channels, layer.out_channels, layer.stride[0]), tuple(args[0].shape[1:]))
+
+    hooks = [layer.register_forward_hook(record) for layer in model.modules() if isinstance(layer, nn.Conv2d)]
+    with torch.inference_mode():
+        model(probe_inputs(input_shape, 1, "cpu"))
+    for hook in hooks:
+        hook.remove()
+    return shapes
+
+
+def test_conv_rates_per_layer_shape(models, record_property):
+    """Not a target: GMAC/s of each distinct convolution shape of both models (batch 1 and 64, 1 thread)."""
+    lines = []
+    for which in ("dense", "compacted"):
+        for (cin, cout, stride), shape in sorted(conv_shapes(models[which], models["shape"]).items()):
+            rates = []
+            for batch in BATCHES:
+                x, w = torch.randn(batch, *shape), torch.randn(cout, cin, 3, 3)
+                macs = batch * cout * cin * 9 * (shape[1] // stride) * (shape[2] // stride)
+                times = []
+                with torch_threads(1), torch.inference_mode():
+                    for _ in range(25):
+                        start = time.perf_counter()
+                        F.conv2d(x, w, stride=stride, padding=1)
+                        times.append(time.perf_counter() - start)
+                rate = macs / statistics.median(times[5:]) / 1e9
+                record_property(f"gmacs_{which}_{cin}_{cout}_s{stride}_b{batch}", rate)
+                rates.append(f"batch {batch}: {rate:5.1f}")
+            where = f"{cin:3d} -> {cout:3d} stride {stride} at {shape[1]}x{shape[2]}"
+            lines.append(f"  {which:9s} {where}: " + ", ".join(rates))
+    print("\n3x3 convolution MAC rates (GMAC/s, 1 thread):\n" + "\n".join(lines))
