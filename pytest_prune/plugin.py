@@ -6,7 +6,10 @@ neither torch nor numpy; the work lives in modules imported when a prune fixture
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import importlib.util
+import shlex
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +37,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             f"{option.help} (ini twin of {option.flag})",
             type=ini_type,
         )
+    if not _xdist_installed():
+        # `pytest -n auto` spreads the matrix over cores; without pytest-xdist pytest would only say
+        # "unrecognized arguments: -n", so pytest-prune takes the option and names the extra that brings it.
+        # (A plugin may register a lowercase short option only through the group's private method.)
+        add = getattr(group, "_addoption", None)
+        if callable(add):
+            add("-n", "--numprocesses", dest="prune_numprocesses", default=None, help=argparse.SUPPRESS)
+
+
+def _xdist_installed() -> bool:
+    try:
+        return importlib.util.find_spec("xdist") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _raw_options(config: pytest.Config) -> dict[str, Any]:
@@ -48,6 +65,11 @@ def _raw_options(config: pytest.Config) -> dict[str, Any]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "prune_numprocesses", None) is not None:
+        raise pytest.UsageError(
+            "-n/--numprocesses needs pytest-xdist, which is not installed: pip install 'pytest-prune[xdist]' "
+            "(or run without -n: every cell then runs in this process)"
+        )
     config.addinivalue_line(
         "markers",
         "prune(dataset, arch, pruner, compression): a pytest-prune cell; select with e.g. "
@@ -68,7 +90,8 @@ def pytest_configure(config: pytest.Config) -> None:
         from .results import Collector
 
         baseline = _baseline(settings) if settings.baseline is not None else None
-        config.pluginmanager.register(Collector(settings, baseline), "pytest_prune.collector")
+        command = shlex.join(["pytest", *config.invocation_params.args])
+        config.pluginmanager.register(Collector(settings, baseline, command), "pytest_prune.collector")
 
 
 def _names_known(config: pytest.Config) -> bool:

@@ -145,8 +145,8 @@ def ordered(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def environment(settings: Any) -> dict[str, Any]:
-    """What produced the results: versions, machine and the settings that change numbers."""
+def environment(settings: Any, command: str | None = None) -> dict[str, Any]:
+    """What produced the results: versions, machine, the settings that change numbers and the command."""
     from . import __version__
 
     env: dict[str, Any] = {
@@ -176,6 +176,8 @@ def environment(settings: Any) -> dict[str, Any]:
         }
     if version := torch_version():
         env["torch"] = version
+    if command:
+        env["command"] = command
     return env
 
 
@@ -221,11 +223,11 @@ def _crash_message(report: Any) -> str:
 class Collector:
     """Controller-side plugin: merges the records of all reports, writes JSON, prints the tables."""
 
-    def __init__(self, settings: Any, baseline: dict[str, Any] | None = None) -> None:
+    def __init__(self, settings: Any, baseline: dict[str, Any] | None = None, command: str | None = None) -> None:
         self.settings = settings
         self.records: dict[str, dict[str, Any]] = {}
         self.durations: dict[str, float] = {}
-        self.environment = environment(settings)
+        self.environment = environment(settings, command)
         self.baseline = baseline
         self.findings: list[Any] = []
         self.messages: list[str] = []

@@ -248,7 +248,11 @@ def _footer(records: list[dict[str, Any]], environment: dict[str, Any], sources:
         )
     if sources:
         parts.append(f"Merged from: {', '.join(sources)}.")
-    parts.append("Regenerate: `pytest --prune-bench --prune-leaderboard LEADERBOARD.md` with the same options.")
+    command = environment.get("command")
+    if command and not (sources and len(sources) > 1):
+        parts.append(f"Run as: `{command}`.")
+    else:
+        parts.append("Regenerate: `pytest --prune-bench --prune-leaderboard LEADERBOARD.md` with the same options.")
     return "  \n".join(parts)
 
 

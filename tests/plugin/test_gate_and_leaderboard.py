@@ -107,6 +107,10 @@ def test_leaderboard_option_writes_markdown_and_plots(pytester):
     text = (pytester.path / "out" / "LB.md").read_text()
     assert "## digits / lenet300_100" in text and "| 1      | `global_magnitude`" in text
     assert (pytester.path / "out" / "LB-digits-lenet300_100-compression.png").is_file()
+    # the footer gives the exact command, so anyone can rerun what the board shows
+    run_as = next(line for line in text.splitlines() if line.startswith("Run as: `pytest "))
+    assert "--prune-bench --prune-dataset=digits" in run_as
+    assert "--prune-pruner=random,global_magnitude --prune-leaderboard=out/LB.md" in run_as
 
 
 def cli(pytester, *args):
@@ -121,6 +125,11 @@ def test_cli_merges_runs_into_one_leaderboard_and_compares(pytester, baseline):
     text = out.read_text()
     assert all(f"`{p}`" in text for p in ("random", "global_magnitude", "layer_magnitude"))
     assert "Merged from: base.json, more.json." in text
+    assert "Run as:" not in text and "Regenerate: `pytest --prune-bench" in text  # two runs, two commands
+    assert (
+        "--prune-pruner=layer_magnitude --prune-json=more.json"
+        in json.loads(more.read_text())["environment"]["command"]
+    )
     same = cli(pytester, "compare", baseline, baseline)
     assert same.ret == 0 and "no regression against" in same.stdout.str()
     missing = cli(pytester, "compare", baseline, more)
@@ -131,3 +140,19 @@ def test_cli_merges_runs_into_one_leaderboard_and_compares(pytester, baseline):
     mixed = cli(pytester, "leaderboard", baseline, more, "-o", out)
     assert mixed.ret == 2
     assert "come from different matrices (schedule 'oneshot' vs 'iterative:3')" in mixed.stderr.str()
+
+
+def test_n_without_xdist_names_the_extra_that_brings_it(tmp_path):
+    """`pytest -n auto` (the documented way to spread the matrix) where pytest-xdist is not installed."""
+    hide_xdist = (
+        "import importlib.util, sys; real = importlib.util.find_spec; "
+        "importlib.util.find_spec = lambda name, *a: None if name == 'xdist' else real(name, *a); "
+        "import pytest; sys.exit(pytest.main(sys.argv[1:]))"
+    )
+    args = [sys.executable, "-c", hide_xdist, "-p", "no:xdist", "-p", "no:cacheprovider"]
+    done = subprocess.run([*args, "-n", "auto", "--co"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "-n/--numprocesses needs pytest-xdist, which is not installed" in done.stderr
+    assert "pytest-prune[xdist]" in done.stderr
+    without = subprocess.run([*args, "--co", "-q"], cwd=tmp_path, capture_output=True, text=True)
+    assert without.returncode == pytest.ExitCode.NO_TESTS_COLLECTED, without.stderr
