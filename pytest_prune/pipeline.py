@@ -12,32 +12,28 @@ import functools
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
 
-from .cache import CellCache, CorruptEntry, Entry, digest, harness_source, source_of
+from .cache import CellCache, CorruptEntry
 from .data.base import Batches, ImageDataset, load_dataset
 from .masks import MaskEnforcer, MaskError, amount_for_model, check_compression, derive_masks
 from .matrix import Case
 from .metrics import count_macs, count_params, macs_summary, uncounted_modules
 from .metrics.compaction import Compaction, compact
-from .metrics.latency import Timing, measure, probe_inputs, synchroniser
+from .metrics.latency import Timing, measure, probe_inputs
 from .progress import Progress
 from .reference import Pretrained, load_pretrained
-from .registry import ARCHITECTURES, DATASETS, PRUNERS
+from .registry import PRUNERS
 from .settings import Settings
+from .staging import CACHE_FIELDS, CachedStages, cached
 from .train import evaluate, seed_everything, torch_threads, train
 
-T = TypeVar("T")
 CELL_CACHE_SIZE = 8
-CACHE_FIELDS = frozenset({"cache", "cache_key"})
-"""Record fields about the cache itself, never stored in it."""
-_MISSING = object()
 
 
 class PrunerError(RuntimeError):
@@ -107,19 +103,6 @@ class Pruned:
 
     model: nn.Module
     masks: dict[str, torch.Tensor]
-
-
-def cached(table: dict, key: Any, make: Callable[[], T]) -> T:
-    """``table[key]``, made once; a failure is cached too and raised again for every later request."""
-    if key not in table:
-        try:
-            table[key] = make()
-        except Exception as exc:
-            table[key] = exc
-    value = table[key]
-    if isinstance(value, Exception):
-        raise value.with_traceback(None)
-    return value
 
 
 class Store:
@@ -213,105 +196,9 @@ def data_digest(data: ImageDataset) -> str:
     return sha.hexdigest()
 
 
-class Cell:
-    """The lazily computed stages of one case; ``fields`` accumulates the result record.
-
-    With the cell cache on, every stage (finetune, speed, robustness) is looked up before it is computed
-    and stored when it finishes; ``fields["cache"]`` says which happened.
-    """
-
-    def __init__(self, store: Store, case: Case) -> None:
-        self.store, self.case = store, case
-        self.fields: dict[str, Any] = {}
-        self._stages: dict[str, Any] = {}
-        self._served: list[str] = []  # stages taken from the cache
-        self._computed: list[str] = []  # stages computed (and stored, when the cache is on)
-
-    def _note_stage(self, stage: str, served: bool) -> None:
-        (self._served if served else self._computed).append(stage)
-        if not self.store.cells.enabled or self.fields.get("cache", "").startswith("recomputed"):
-            return  # off, or the note about a corrupt entry stands
-        if not self._computed:
-            self.fields["cache"] = "cached"
-        elif not self._served:
-            self.fields["cache"] = "computed"
-        else:
-            self.fields["cache"] = f"cached {', '.join(self._served)}; computed {', '.join(self._computed)}"
-
-    def _material(self) -> dict[str, Any] | str:
-        """What determines this cell's numbers (the cache key's content), or why it cannot be cached."""
-        case, settings = self.case, self.store.settings
-        sources = {
-            "pruner": source_of(PRUNERS.get(case.pruner)),
-            "arch": source_of(ARCHITECTURES.get(case.arch)),
-            "dataset": source_of(DATASETS.get(case.dataset)),
-        }
-        unreadable = [kind for kind, sha in sources.items() if sha is None]
-        if unreadable:
-            return f"off: the source code of the {' and '.join(unreadable)} cannot be read, so changes would go unseen"
-        return {
-            "harness": harness_source(),
-            "torch": torch.__version__,
-            "sources": sources,
-            "dataset": case.dataset,
-            "dataset_sha256": self.store.dataset_digest(case.dataset),
-            "arch": case.arch,
-            "weights_sha256": self.store.dense(case.dataset, case.arch).pretrained.sha256,
-            "pruner": case.pruner,
-            "compression": case.compression,
-            "seed": case.seed,
-            "epochs": settings.epochs,
-            "schedule": settings.schedule,
-            "threads": settings.threads,
-            "device": torch.device(settings.device).type,  # cuda:auto workers share entries across GPUs
-            "finetune": settings.finetune_recipe.to_dict(),
-        }
-
-    def entry(self) -> Entry | None:
-        """This cell's cache entry (loaded, or fresh to be filled); None with the cache off."""
-        return cached(self._stages, "entry", self._lookup)
-
-    def _lookup(self) -> Entry | None:
-        cells = self.store.cells
-        if not cells.enabled:
-            self.fields["cache"] = "off"
-            return None
-        material = self._material()
-        if isinstance(material, str):
-            self.fields["cache"] = material
-            return None
-        key = digest(material)
-        self.fields["cache_key"] = key
-        try:
-            entry = cells.load(key)
-            if entry is not None:
-                cells.verify(entry)
-        except CorruptEntry as exc:
-            self.fields["cache"] = f"recomputed: the cache entry was corrupt ({exc})"
-            entry = None
-        if entry is None:
-            return Entry(key, material)
-        self.fields.update(entry.stages["finetune"]["fields"])
-        return entry
-
-    def _stage(self, name: str, material: Any, compute: Callable[[], Any]) -> None:
-        """Run ``compute`` (after finetuning) unless the cache holds this stage for ``material``; store it."""
-        entry = self.entry()
-        key: str | None = None
-        if entry is not None:
-            key = digest([entry.key, name, material])
-            if (stored := entry.stage(name, key)) is not None:
-                self.fields.update(stored)
-                self._note_stage(name, served=True)
-                return
-        self.finetuned()
-        before = copy.deepcopy(self.fields)
-        compute()
-        self._note_stage(name, served=False)
-        if entry is not None:
-            changed = {k: v for k, v in self.fields.items() if k not in CACHE_FIELDS and before.get(k, _MISSING) != v}
-            entry.stages[name] = {"key": key, "fields": changed}
-            self.store.cells.save(entry)
+class Cell(CachedStages):
+    """The lazily computed stages of one case (prune, finetune, speed, robustness); ``fields`` accumulates
+    the result record, and every stage goes through the cell cache (``staging.CachedStages``)."""
 
     @property
     def _threads(self) -> Any:
@@ -471,42 +358,11 @@ class Cell:
 
     def speed(self) -> None:
         """Count the structural MACs of the compacted model and time the dense, masked and compacted models."""
+        from .metrics.stage import cell_speed
+
         settings = self.store.settings
         material = {"latency_batches": list(settings.latency_batches), "latency_repeats": settings.latency_repeats}
-        cached(self._stages, "speed", lambda: self._stage("speed", material, self._speed))
-
-    def _speed(self) -> None:
-        model, settings = self.finetuned(), self.store.settings
-        data = self.store.dataset(self.case.dataset)
-        compaction = self.compaction()
-        with self._threads:
-            structural, _ = macs_summary(count_macs(compaction.model, data.input_shape))
-        self.fields.update(
-            compacted=compaction.compacted,
-            compacted_params=compaction.params,
-            compaction=compaction.note,
-            structural_macs=structural,
-            structural_speedup=self.fields["dense_macs"] / max(structural, 1),
-        )
-        timings: dict[str, dict[str, Timing]] = {"dense": {}, "masked": {}, "compacted": {}}
-        for batch in settings.latency_batches:
-            inputs = probe_inputs(data.input_shape, batch, settings.device)
-            timings["dense"][str(batch)] = self.store.dense_latency(self.case.dataset, self.case.arch, batch)
-            with self._threads:
-                timings["masked"][str(batch)] = measure(model, inputs, settings.latency_repeats)
-                if compaction.compacted:
-                    timings["compacted"][str(batch)] = measure(compaction.model, inputs, settings.latency_repeats)
-        medians = {kind: {b: t.median_ms for b, t in by_batch.items()} for kind, by_batch in timings.items()}
-        pruned = timings["compacted"] or timings["masked"]
-        self.fields.update(
-            dense_latency_ms=medians["dense"],
-            masked_latency_ms=medians["masked"],
-            compacted_latency_ms=medians["compacted"] or None,
-            latency_ms={b: t.median_ms for b, t in pruned.items()},
-            latency_iqr_ms={b: t.q3_ms - t.q1_ms for b, t in pruned.items()},
-            measured_speedup={b: medians["dense"][b] / t.median_ms for b, t in pruned.items()},
-            latency_note=synchroniser(settings.device)[1],
-        )
+        cached(self._stages, "speed", lambda: self._stage("speed", material, lambda: cell_speed(self)))
 
     def robustness(self) -> None:
         """Corrupted accuracy, excess error and functional similarity of the finetuned model."""

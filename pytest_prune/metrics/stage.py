@@ -1,0 +1,47 @@
+"""The speed stage of a cell: structural MACs of the compacted model, and dense, masked and compacted latency."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..train import torch_threads
+from . import count_macs, macs_summary
+from .latency import Timing, measure, probe_inputs, synchroniser
+
+if TYPE_CHECKING:
+    from ..pipeline import Cell
+
+
+def cell_speed(cell: Cell) -> None:
+    """Add the compaction, structural-MAC and latency fields to the record of ``cell``."""
+    model, settings = cell.finetuned(), cell.store.settings
+    data = cell.store.dataset(cell.case.dataset)
+    compaction = cell.compaction()
+    with torch_threads(settings.threads):
+        structural, _ = macs_summary(count_macs(compaction.model, data.input_shape))
+    cell.fields.update(
+        compacted=compaction.compacted,
+        compacted_params=compaction.params,
+        compaction=compaction.note,
+        structural_macs=structural,
+        structural_speedup=cell.fields["dense_macs"] / max(structural, 1),
+    )
+    timings: dict[str, dict[str, Timing]] = {"dense": {}, "masked": {}, "compacted": {}}
+    for batch in settings.latency_batches:
+        inputs = probe_inputs(data.input_shape, batch, settings.device)
+        timings["dense"][str(batch)] = cell.store.dense_latency(cell.case.dataset, cell.case.arch, batch)
+        with torch_threads(settings.threads):
+            timings["masked"][str(batch)] = measure(model, inputs, settings.latency_repeats)
+            if compaction.compacted:
+                timings["compacted"][str(batch)] = measure(compaction.model, inputs, settings.latency_repeats)
+    medians = {kind: {b: t.median_ms for b, t in by_batch.items()} for kind, by_batch in timings.items()}
+    pruned = timings["compacted"] or timings["masked"]
+    cell.fields.update(
+        dense_latency_ms=medians["dense"],
+        masked_latency_ms=medians["masked"],
+        compacted_latency_ms=medians["compacted"] or None,
+        latency_ms={b: t.median_ms for b, t in pruned.items()},
+        latency_iqr_ms={b: t.q3_ms - t.q1_ms for b, t in pruned.items()},
+        measured_speedup={b: medians["dense"][b] / t.median_ms for b, t in pruned.items()},
+        latency_note=synchroniser(settings.device)[1],
+    )
