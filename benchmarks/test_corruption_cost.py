@@ -18,11 +18,11 @@ import time
 import pytest
 import torch
 
+from pytest_prune.options import CORRUPTION_NAMES
 from pytest_prune.reference import load_pretrained
 from pytest_prune.registry import DATASETS, load_builtins
 from pytest_prune.robustness.corruptions import BATCH, CORRUPTIONS, PixelSpace, corrupted_batches
 from pytest_prune.robustness.measure import EVAL_SEED, applicable, shifted_top1
-from pytest_prune.settings import CORRUPTION_NAMES
 from pytest_prune.train import torch_threads
 
 ARCHS = ["lenet300_100", "lenet5", "resnet20"]

@@ -17,8 +17,9 @@ import pytest
 
 from . import fixtures
 from .fixtures import PUBLIC_FIXTURES
+from .options import OPTIONS
 from .registry import SpecError, all_builtin
-from .settings import OPTIONS, Settings, SettingsError, build, resolve_device
+from .settings import Settings, SettingsError, build, resolve_device
 
 SETTINGS = pytest.StashKey[Settings]()
 MATRIX = pytest.StashKey[list]()

@@ -86,7 +86,7 @@ def potential_table(entries: Iterable[dict[str, Any]], order: list[str]) -> str:
 
 def robustness_text(rows: list[dict[str, Any]], entries: list[dict[str, Any]], delta: float) -> str:
     """Both tables with their legends, for one (dataset, architecture)."""
-    from ..settings import CORRUPTION_NAMES
+    from ..options import CORRUPTION_NAMES
 
     text = ""
     if any(r.get("agreement") is not None for r in rows):

@@ -48,7 +48,7 @@ def test_ci_runs_the_readme_install_and_test_commands():
 
 
 def test_every_option_the_readme_mentions_exists():
-    from pytest_prune.settings import OPTIONS
+    from pytest_prune.options import OPTIONS
 
     known = {option.flag for option in OPTIONS}
     mentioned = set(re.findall(r"--prune-[a-z0-9-]+[a-z0-9]", README.read_text()))

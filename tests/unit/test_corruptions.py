@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pytest_prune.options import CORRUPTION_NAMES
 from pytest_prune.robustness.corruptions import (
     BATCH,
     CORRUPTIONS,
@@ -27,7 +28,6 @@ from pytest_prune.robustness.corruptions import (
     hsv_to_rgb,
     rgb_to_hsv,
 )
-from pytest_prune.settings import CORRUPTION_NAMES
 
 
 def images(channels, n=64, size=16, seed=0):
