@@ -18,9 +18,6 @@ from pytest_prune.robustness.corruptions import (
     CORRUPTIONS,
     SEVERITIES,
     PixelSpace,
-    _bernoulli_positions,
-    _poisson_by_table,
-    _poisson_tables,
     batch_generator,
     corrupted_batches,
     defocus_kernel,
@@ -28,6 +25,7 @@ from pytest_prune.robustness.corruptions import (
     hsv_to_rgb,
     rgb_to_hsv,
 )
+from pytest_prune.robustness.sampling import bernoulli_positions, poisson_by_table, poisson_tables
 
 
 def images(channels, n=64, size=16, seed=0):
@@ -222,7 +220,7 @@ def test_shot_noise_tables_give_the_exact_inverse_cdf():
     photons = 100
     rates = np.arange(256, dtype=np.float32) / np.float32(255) * np.float32(photons)
     key = rates.astype(np.float64).tobytes()
-    cdf, _, outcomes, _ = _poisson_tables(key)
+    cdf, _, outcomes, _ = poisson_tables(key)
     rows = cdf.reshape(256, outcomes)
     for level in (1, 77, 255):  # the table is the Poisson CDF
         lam = float(rates[level])
@@ -232,7 +230,7 @@ def test_shot_noise_tables_give_the_exact_inverse_cdf():
     index = rng.integers(1, 256, 50_000)
     u = rng.random(50_000)
     u[:6] = [0.0, 1e-300, 1e-15, 0.5, 1 - 1e-12, 1 - 2**-53]  # the extremes of a float64 uniform draw
-    counts = _poisson_by_table(key, index, u)
+    counts = poisson_by_table(key, index, u)
     expected = [np.searchsorted(rows[level], draw, side="right") for level, draw in zip(index, u, strict=True)]
     assert np.array_equal(counts, expected)  # the k with CDF(k − 1) ≤ u < CDF(k), for every draw
 
@@ -261,15 +259,15 @@ def test_shot_noise_off_the_8bit_levels_is_torch_poisson():
 @pytest.mark.parametrize("p", [0.01, 0.07, 0.5, 0.95])
 def test_impulse_hits_are_a_bernoulli_process(p):
     n = 200_000
-    hits = _bernoulli_positions(n, p, torch.Generator().manual_seed(3))
+    hits = bernoulli_positions(n, p, torch.Generator().manual_seed(3))
     assert (hits[1:] > hits[:-1]).all() and hits[0] >= 0 and hits[-1] < n
     assert abs(len(hits) - n * p) < 5 * math.sqrt(n * p * (1 - p))
     first_half = int((hits < n // 2).sum())
     assert abs(first_half - len(hits) / 2) < 5 * math.sqrt(len(hits) / 4)
     gaps = (hits[1:] - hits[:-1] - 1).double()
     assert abs(gaps.mean() - (1 - p) / p) < 5 * math.sqrt((1 - p) / p**2 / len(gaps))
-    assert len(_bernoulli_positions(n, 0.0, torch.Generator())) == 0
-    assert torch.equal(_bernoulli_positions(7, 1.0, torch.Generator()), torch.arange(7))
+    assert len(bernoulli_positions(n, 0.0, torch.Generator())) == 0
+    assert torch.equal(bernoulli_positions(7, 1.0, torch.Generator()), torch.arange(7))
 
 
 # --- the matrix forms of the blurs and grids equal the direct ones -------------------------------------------------
