@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import pytest
 
 
@@ -16,3 +21,53 @@ def both(medians: dict, first: tuple, second: tuple) -> tuple[float, float]:
     if first not in medians or second not in medians:
         pytest.skip("needs both benchmarks of this module in the same run (not with --benchmark-disable)")
     return medians[first], medians[second]
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Per-round ratios candidate / baseline of rounds that time the baseline, then the candidate."""
+
+    ratios: list[float]
+    baseline: float  # median seconds
+    candidate: float
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    def describe(self) -> str:
+        return (
+            f"median of {len(self.ratios)} paired rounds; medians {self.candidate:.4g} s vs {self.baseline:.4g} s, "
+            f"per-round ratios {min(self.ratios):.2f}..{max(self.ratios):.2f}"
+        )
+
+
+def paired(
+    baseline: Callable[[], object],
+    candidate: Callable[[], object],
+    rounds: tuple[int, int] = (3, 9),
+    seconds: float = 30.0,
+) -> Paired:
+    """Time ``baseline`` and ``candidate`` one after the other, round after round (at least ``rounds[0]``, at
+    most ``rounds[1]``, as many as fit in ``seconds``), after one warm-up call of each.
+
+    A machine that speeds up or slows down during the run (a shared VM does) moves both sides of each
+    round's ratio alike, which two separately timed benchmarks cannot promise.
+    """
+    baseline(), candidate()
+    ratios, times = [], []
+    began = time.perf_counter()
+    while len(ratios) < rounds[0] or (len(ratios) < rounds[1] and time.perf_counter() - began < seconds):
+        start = time.perf_counter()
+        baseline()
+        middle = time.perf_counter()
+        candidate()
+        end = time.perf_counter()
+        ratios.append((end - middle) / (middle - start))
+        times.append((middle - start, end - middle))
+    return Paired(ratios, statistics.median(b for b, _ in times), statistics.median(c for _, c in times))
+
+
+def skip_if_disabled(request: pytest.FixtureRequest) -> None:
+    if request.config.getoption("benchmark_disable", False):
+        pytest.skip("a timing benchmark (not with --benchmark-disable)")

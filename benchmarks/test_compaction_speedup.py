@@ -1,7 +1,9 @@
 """l1_filter at 4x on resnet20: measured CPU speedup of the compacted model vs its structural MAC speedup.
 
 Target (issue 3): measured latency speedup ≥ 0.8 × structural MAC speedup, dense and compacted models
-timed side by side in one run (pytest-benchmark, shipped mnist5k weights, 1 CPU thread, batch 1 and 64).
+timed side by side in one run (shipped mnist5k weights, 1 CPU thread, batch 1 and 64). pytest-benchmark
+times each model; the asserted speedup comes from paired rounds (dense, then compacted, repeated; the
+median of the per-round ratios), so drift of the machine during the run moves both sides alike.
 
     pytest benchmarks/test_compaction_speedup.py -s --benchmark-columns=median,iqr,rounds
 
@@ -18,6 +20,7 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import paired, skip_if_disabled
 from torch import nn
 
 from pytest_prune.data.base import Batches
@@ -55,14 +58,9 @@ def models(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module")
-def medians():
-    return {}
-
-
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("which", ["dense", "compacted"])
-def test_latency(benchmark, models, medians, which, batch):
+def test_latency(benchmark, models, which, batch):
     model, inputs = models[which], probe_inputs(models["shape"], batch, "cpu")
     benchmark.group = f"resnet20 l1_filter 4x, batch {batch}"
 
@@ -72,19 +70,30 @@ def test_latency(benchmark, models, medians, which, batch):
 
     with torch_threads(1):
         benchmark.pedantic(forward, rounds=30, warmup_rounds=5)
-    medians[(which, batch)] = benchmark.stats.stats.median
 
 
 @pytest.mark.parametrize("batch", BATCHES)
-def test_measured_vs_structural_speedup(models, medians, batch, record_property):
-    if ("dense", batch) not in medians or ("compacted", batch) not in medians:
-        pytest.skip("needs both latency benchmarks of this module in the same run")
-    measured = medians[("dense", batch)] / medians[("compacted", batch)]
+def test_measured_vs_structural_speedup(request, models, batch, record_property):
+    skip_if_disabled(request)
+    dense, compacted = models["dense"], models["compacted"]
+    inputs = probe_inputs(models["shape"], batch, "cpu")
+
+    def forwards(model, times=20 if batch == 1 else 3):
+        def run():
+            with torch.inference_mode():
+                for _ in range(times):
+                    model(inputs)
+
+        return run
+
+    with torch_threads(1):
+        timed = paired(forwards(dense), forwards(compacted), rounds=(5, 15), seconds=20.0)
+    measured = 1 / timed.ratio  # dense time / compacted time, per round
     ratio = measured / models["structural_speedup"]
     record_property("ratio", ratio)
     print(
         f"\nbatch {batch}: measured {measured:.2f}x vs structural {models['structural_speedup']:.2f}x "
-        f"= {ratio:.2f} of the MAC speedup (target {TARGET})"
+        f"= {ratio:.2f} of the MAC speedup (target {TARGET}; {timed.describe()})"
     )
     assert ratio >= TARGET, f"batch {batch}: compacted model reaches {ratio:.2f} of its structural MAC speedup"
 

@@ -17,6 +17,7 @@ import time
 
 import pytest
 import torch
+from conftest import paired, skip_if_disabled
 
 from pytest_prune.options import CORRUPTION_NAMES
 from pytest_prune.reference import load_pretrained
@@ -89,39 +90,19 @@ def test_generation_cost_per_corruption(data, corruptions, record_property):
     print(f"\ncorrupting {len(data.test_x)} images once (median of 5):\n" + "\n".join(lines))
 
 
-PAIRED_ROUNDS = (3, 9)
-"""At least 3 and at most 9 paired rounds, as many as fit in PAIRED_SECONDS."""
-PAIRED_SECONDS = 30.0
-
-
 @pytest.mark.parametrize("arch", ARCHS)
 def test_corruption_cost_ratio(request, data, corruptions, arch, tmp_path, record_property):
-    if request.config.getoption("benchmark_disable", False):
-        pytest.skip("a timing benchmark (not with --benchmark-disable)")
+    skip_if_disabled(request)
     model = load_pretrained("mnist5k", arch, data, tmp_path).model.eval()
     space = PixelSpace(data.normalisation, 1)
-    args = (model, data.test_x, data.test_y, space, corruptions, [3])
-    ratios, sides = [], []
     with torch_threads(1):
-        plain(model, data, 1), shifted_top1(*args)  # warm-up: caches, tables, grids
-        began = time.perf_counter()
-        while len(ratios) < PAIRED_ROUNDS[0] or (
-            len(ratios) < PAIRED_ROUNDS[1] and time.perf_counter() - began < PAIRED_SECONDS
-        ):
-            start = time.perf_counter()
-            plain(model, data, len(corruptions))
-            middle = time.perf_counter()
-            shifted_top1(*args)
-            end = time.perf_counter()
-            ratios.append((end - middle) / (middle - start))
-            sides.append((end - middle, middle - start))
-    ratio = statistics.median(ratios)
-    corrupted = statistics.median(c for c, _ in sides)
-    plain_ = statistics.median(p for _, p in sides)
-    record_property("corruption_cost_ratio", ratio)
+        timed = paired(
+            lambda: plain(model, data, len(corruptions)),
+            lambda: shifted_top1(model, data.test_x, data.test_y, space, corruptions, [3]),
+        )
+    record_property("corruption_cost_ratio", timed.ratio)
     print(
-        f"\n{arch}: {len(corruptions)} corrupted evaluations = {ratio:.2f} x {len(corruptions)} plain ones "
-        f"(median of {len(ratios)} paired rounds; medians {corrupted:.3f} s vs {plain_:.3f} s, "
-        f"per-round ratios {min(ratios):.2f}..{max(ratios):.2f})"
+        f"\n{arch}: {len(corruptions)} corrupted evaluations = {timed.ratio:.2f} x {len(corruptions)} plain ones "
+        f"({timed.describe()})"
     )
-    assert ratio <= TARGET, f"{arch}: corrupted evaluation costs {ratio:.2f}x plain; target ≤ {TARGET}x"
+    assert timed.ratio <= TARGET, f"{arch}: corrupted evaluation costs {timed.ratio:.2f}x plain; target ≤ {TARGET}x"
