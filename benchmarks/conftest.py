@@ -16,6 +16,12 @@ def medians():
     return {}
 
 
+def record_median(benchmark, medians: dict, key: object) -> None:
+    """Keep the benchmark's median for a later ratio; nothing with --benchmark-disable (it ran once, untimed)."""
+    if benchmark.stats is not None:
+        medians[key] = benchmark.stats.stats.median
+
+
 def both(medians: dict, first: tuple, second: tuple) -> tuple[float, float]:
     """The medians of two benchmarks of the same run; skips when either did not run."""
     if first not in medians or second not in medians:

@@ -15,7 +15,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import both
+from conftest import both, record_median
 
 from pytest_prune.masks import MaskEnforcer, amount_for_model, derive_masks
 from pytest_prune.pruners.magnitude import global_magnitude
@@ -54,7 +54,7 @@ def test_bare_pytorch_loop(benchmark, medians, data, arch, tmp_path):
     benchmark.group = f"finetune-{arch}"
     with torch_threads(1):
         benchmark.pedantic(bare_epoch, setup=lambda: ((copy.deepcopy(dense), data), {}), rounds=7, warmup_rounds=1)
-    medians[("bare", arch)] = benchmark.stats.stats.median
+    record_median(benchmark, medians, ("bare", arch))
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -72,7 +72,7 @@ def test_masked_finetuning(benchmark, medians, data, arch, tmp_path):
     benchmark.group = f"finetune-{arch}"
     with torch_threads(1):
         benchmark.pedantic(train, setup=setup, rounds=7, warmup_rounds=1)
-    medians[("masked", arch)] = benchmark.stats.stats.median
+    record_median(benchmark, medians, ("masked", arch))
 
 
 @pytest.mark.parametrize("arch", ARCHS)
