@@ -124,7 +124,10 @@ OPTIONS = (
         "LIST",
     ),
     Option(
-        "latency_repeats", "timed forward passes per model and batch size (default 15, after 3 warm-up)", metavar="N"
+        "latency_repeats",
+        "timed rounds per batch size, one forward pass of each model (dense, masked, compacted) a round "
+        "(default 15, after 3 warm-up passes)",
+        metavar="N",
     ),
     Option(
         "robustness",

@@ -25,7 +25,6 @@ from .masks import MaskEnforcer, MaskError, amount_for_model, check_compression,
 from .matrix import Case
 from .metrics import count_macs, count_params, macs_summary, uncounted_modules
 from .metrics.compaction import Compaction, compact
-from .metrics.latency import Timing, measure, probe_inputs
 from .progress import Progress
 from .reference import Pretrained, load_pretrained
 from .registry import PRUNERS
@@ -117,7 +116,6 @@ class Store:
         self._datasets: dict[str, Any] = {}
         self._dataset_digests: dict[str, str] = {}
         self._dense: dict[tuple[str, str], Any] = {}
-        self._dense_latency: dict[tuple[str, str, int], Any] = {}
         self._dense_robustness: dict[tuple[str, str], Any] = {}
         self._cells: OrderedDict[Case, Cell] = OrderedDict()
 
@@ -157,17 +155,6 @@ class Store:
             return Dense(pretrained, data, self.settings.threads, fingerprint(model), pristine)
 
         return cached(self._dense, (dataset_name, arch), make)
-
-    def dense_latency(self, dataset_name: str, arch: str, batch_size: int) -> Timing:
-        """Latency of the dense model at ``batch_size``, timed once per session."""
-
-        def make() -> Timing:
-            dense, data = self.dense(dataset_name, arch), self.dataset(dataset_name)
-            inputs = probe_inputs(data.input_shape, batch_size, self.settings.device)
-            with torch_threads(self.settings.threads):
-                return measure(dense.model, inputs, self.settings.latency_repeats)
-
-        return cached(self._dense_latency, (dataset_name, arch, batch_size), make)
 
     def dense_robustness(self, dataset_name: str, arch: str) -> dict[str, Any]:
         """The parent's corrupted accuracies and the separate model's similarity, measured once per session."""

@@ -26,6 +26,7 @@ class Timing:
     q1_ms: float
     q3_ms: float
     repeats: int
+    samples_ms: tuple[float, ...] = ()  # every timed pass, in order
 
 
 def synchroniser(device: torch.device | str) -> tuple[Callable[[], None], str | None]:
@@ -44,25 +45,49 @@ def synchroniser(device: torch.device | str) -> tuple[Callable[[], None], str | 
 
 
 @torch.inference_mode()
+def measure_interleaved(
+    models: dict[str, nn.Module], inputs: torch.Tensor, repeats: int, warmup: int = WARMUP
+) -> dict[str, Timing]:
+    """Time the forward passes of several models on ``inputs`` in rounds: each model once per round, in turn.
+
+    Timing the models one after another instead would let a machine that speeds up or slows down in
+    between (a shared VM, a CPU changing clock) show up as a speedup; in rounds, each round's ratios are
+    taken within moments. Modes are restored.
+    """
+    sync, _ = synchroniser(inputs.device)
+    modes = {name: model.training for name, model in models.items()}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    try:
+        for model in models.values():
+            model.eval()
+            for _ in range(warmup):
+                model(inputs)
+        sync()
+        for _ in range(repeats):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(inputs)
+                sync()
+                times[name].append((time.perf_counter() - start) * 1000)
+    finally:
+        for name, model in models.items():
+            model.train(modes[name])
+    return {name: _timing(len(inputs), samples) for name, samples in times.items()}
+
+
 def measure(model: nn.Module, inputs: torch.Tensor, repeats: int, warmup: int = WARMUP) -> Timing:
     """Median and quartiles of ``repeats`` timed forward passes of ``model`` on ``inputs`` (eval mode)."""
-    sync, _ = synchroniser(inputs.device)
-    mode = model.training
-    model.eval()
-    try:
-        for _ in range(warmup):
-            model(inputs)
-        sync()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(inputs)
-            sync()
-            times.append((time.perf_counter() - start) * 1000)
-    finally:
-        model.train(mode)
+    return measure_interleaved({"model": model}, inputs, repeats, warmup)["model"]
+
+
+def _timing(batch_size: int, times: list[float]) -> Timing:
     quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return Timing(len(inputs), statistics.median(times), quartiles[0], quartiles[2], repeats)
+    return Timing(batch_size, statistics.median(times), quartiles[0], quartiles[2], len(times), tuple(times))
+
+
+def speedup(reference: Timing, other: Timing) -> float:
+    """The median over rounds of reference / other time: ``measure_interleaved`` timed them side by side."""
+    return statistics.median(r / o for r, o in zip(reference.samples_ms, other.samples_ms, strict=True))
 
 
 def probe_inputs(input_shape: tuple[int, ...], batch_size: int, device: torch.device | str) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""The speed stage of a cell: structural MACs of the compacted model, and dense, masked and compacted latency."""
+"""The speed stage of a cell: structural MACs of the compacted model; dense, masked and compacted latency,
+timed side by side in rounds."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..train import torch_threads
 from . import count_macs, macs_summary
-from .latency import Timing, measure, probe_inputs, synchroniser
+from .latency import Timing, measure_interleaved, probe_inputs, speedup, synchroniser
 
 if TYPE_CHECKING:
     from ..pipeline import Cell
@@ -26,14 +27,18 @@ def cell_speed(cell: Cell) -> None:
         structural_macs=structural,
         structural_speedup=cell.fields["dense_macs"] / max(structural, 1),
     )
+    # dense, masked and compacted are timed in rounds side by side, so each speedup compares moments
+    # that are milliseconds apart (the dense model is re-timed in every cell for that)
+    dense = cell.store.dense(cell.case.dataset, cell.case.arch).model
+    models = {"dense": dense, "masked": model}
+    if compaction.compacted:
+        models["compacted"] = compaction.model
     timings: dict[str, dict[str, Timing]] = {"dense": {}, "masked": {}, "compacted": {}}
     for batch in settings.latency_batches:
         inputs = probe_inputs(data.input_shape, batch, settings.device)
-        timings["dense"][str(batch)] = cell.store.dense_latency(cell.case.dataset, cell.case.arch, batch)
         with torch_threads(settings.threads):
-            timings["masked"][str(batch)] = measure(model, inputs, settings.latency_repeats)
-            if compaction.compacted:
-                timings["compacted"][str(batch)] = measure(compaction.model, inputs, settings.latency_repeats)
+            for kind, timing in measure_interleaved(models, inputs, settings.latency_repeats).items():
+                timings[kind][str(batch)] = timing
     medians = {kind: {b: t.median_ms for b, t in by_batch.items()} for kind, by_batch in timings.items()}
     pruned = timings["compacted"] or timings["masked"]
     cell.fields.update(
@@ -42,6 +47,6 @@ def cell_speed(cell: Cell) -> None:
         compacted_latency_ms=medians["compacted"] or None,
         latency_ms={b: t.median_ms for b, t in pruned.items()},
         latency_iqr_ms={b: t.q3_ms - t.q1_ms for b, t in pruned.items()},
-        measured_speedup={b: medians["dense"][b] / t.median_ms for b, t in pruned.items()},
+        measured_speedup={b: speedup(timings["dense"][b], t) for b, t in pruned.items()},
         latency_note=synchroniser(settings.device)[1],
     )

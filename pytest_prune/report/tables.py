@@ -122,8 +122,8 @@ def summary_tables(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
             text += _speed_table(rows) + (
                 "\nMACs = conv+linear multiply-accumulates per input (bias excluded). theoretical = dense MACs / "
                 "(MACs × weight density); structural = dense MACs / MACs with zero filters removed; measured = "
-                "dense / pruned latency (median), of the compacted model where 'compacted params' is shown, else "
-                "of the masked model"
+                "dense / pruned latency (median of rounds timing both side by side), of the compacted model where "
+                "'compacted params' is shown, else of the masked model"
             )
         notes = sorted({r["latency_note"] for r in rows if r.get("latency_note")})
         uncounted = sorted({name for r in rows for name in r.get("macs_uncounted") or ()})

@@ -28,7 +28,8 @@ def test_records_and_tables_label_every_kind_of_speedup(pytester, xdist):
     assert "no whole filter is zero" in magnitude["compaction"]
     for row in rows.values():
         assert set(row["latency_ms"]) == set(row["dense_latency_ms"]) == {"1", "8"}
-        assert row["measured_speedup"]["8"] == row["dense_latency_ms"]["8"] / row["latency_ms"]["8"]
+        # the median of per-round ratios (unit-tested in test_latency), not a ratio of the medians
+        assert all(0 < row["measured_speedup"][b] < float("inf") for b in ("1", "8"))
     assert l1["latency_ms"] == l1["compacted_latency_ms"] and magnitude["latency_ms"] == magnitude["masked_latency_ms"]
     header = "*pruner*target*MACs M*theoretical*structural*structural*compacted*latency ms*measured*"
     lines = ["*global_magnitude*4x*1.00x*masked*→*x*→*x", "*l1_filter*4x*12,607*→*x*→*x"]
