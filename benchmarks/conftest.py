@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from pytest_prune.metrics.latency import timed_rounds
+
 
 @pytest.fixture(scope="module")
 def medians():
@@ -55,23 +57,20 @@ def paired(
     seconds: float = 30.0,
 ) -> Paired:
     """Time ``baseline`` and ``candidate`` one after the other, round after round (at least ``rounds[0]``, at
-    most ``rounds[1]``, as many as fit in ``seconds``), after one warm-up call of each.
+    most ``rounds[1]``, as many as fit in ``seconds``), after one warm-up call of each: the harness's own
+    ``timed_rounds``, which also times the dense and pruned models of every cell.
 
     A machine that speeds up or slows down during the run (a shared VM does) moves both sides of each
     round's ratio alike, which two separately timed benchmarks cannot promise.
     """
     baseline(), candidate()
-    ratios, times = [], []
+    times: dict[str, list[float]] = {"baseline": [], "candidate": []}
     began = time.perf_counter()
-    while len(ratios) < rounds[0] or (len(ratios) < rounds[1] and time.perf_counter() - began < seconds):
-        start = time.perf_counter()
-        baseline()
-        middle = time.perf_counter()
-        candidate()
-        end = time.perf_counter()
-        ratios.append((end - middle) / (middle - start))
-        times.append((middle - start, end - middle))
-    return Paired(ratios, statistics.median(b for b, _ in times), statistics.median(c for _, c in times))
+    while (done := len(times["baseline"])) < rounds[0] or (done < rounds[1] and time.perf_counter() - began < seconds):
+        for name, ms in timed_rounds({"baseline": baseline, "candidate": candidate}, 1).items():
+            times[name] += [t / 1000 for t in ms]
+    ratios = [c / b for b, c in zip(times["baseline"], times["candidate"], strict=True)]
+    return Paired(ratios, statistics.median(times["baseline"]), statistics.median(times["candidate"]))
 
 
 def skip_if_disabled(request: pytest.FixtureRequest) -> None:

@@ -6,6 +6,7 @@ pruned model), but it switches itself off under xdist, so the harness always mea
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -19,14 +20,31 @@ WARMUP = 3
 
 @dataclass(frozen=True)
 class Timing:
-    """Latency of one forward pass at one batch size, in milliseconds."""
+    """Latency of one forward pass at one batch size: every timed pass, in order, in milliseconds."""
 
     batch_size: int
-    median_ms: float
-    q1_ms: float
-    q3_ms: float
-    repeats: int
-    samples_ms: tuple[float, ...] = ()  # every timed pass, in order
+    samples_ms: tuple[float, ...]
+
+    @property
+    def repeats(self) -> int:
+        return len(self.samples_ms)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def q1_ms(self) -> float:
+        return self._quartiles[0]
+
+    @property
+    def q3_ms(self) -> float:
+        return self._quartiles[2]
+
+    @property
+    def _quartiles(self) -> list[float]:
+        samples = list(self.samples_ms)
+        return statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
 
 
 def synchroniser(device: torch.device | str) -> tuple[Callable[[], None], str | None]:
@@ -44,6 +62,20 @@ def synchroniser(device: torch.device | str) -> tuple[Callable[[], None], str | 
     )
 
 
+def timed_rounds(
+    calls: dict[str, Callable[[], object]], rounds: int, sync: Callable[[], None] = lambda: None
+) -> dict[str, list[float]]:
+    """Milliseconds of each call, ``rounds`` times over: every call once per round, in turn, ``sync`` after each."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            sync()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return times
+
+
 @torch.inference_mode()
 def measure_interleaved(
     models: dict[str, nn.Module], inputs: torch.Tensor, repeats: int, warmup: int = WARMUP
@@ -56,33 +88,17 @@ def measure_interleaved(
     """
     sync, _ = synchroniser(inputs.device)
     modes = {name: model.training for name, model in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
     try:
         for model in models.values():
             model.eval()
             for _ in range(warmup):
                 model(inputs)
         sync()
-        for _ in range(repeats):
-            for name, model in models.items():
-                start = time.perf_counter()
-                model(inputs)
-                sync()
-                times[name].append((time.perf_counter() - start) * 1000)
+        times = timed_rounds({name: functools.partial(model, inputs) for name, model in models.items()}, repeats, sync)
     finally:
         for name, model in models.items():
             model.train(modes[name])
-    return {name: _timing(len(inputs), samples) for name, samples in times.items()}
-
-
-def measure(model: nn.Module, inputs: torch.Tensor, repeats: int, warmup: int = WARMUP) -> Timing:
-    """Median and quartiles of ``repeats`` timed forward passes of ``model`` on ``inputs`` (eval mode)."""
-    return measure_interleaved({"model": model}, inputs, repeats, warmup)["model"]
-
-
-def _timing(batch_size: int, times: list[float]) -> Timing:
-    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return Timing(batch_size, statistics.median(times), quartiles[0], quartiles[2], len(times), tuple(times))
+    return {name: Timing(len(inputs), tuple(samples)) for name, samples in times.items()}
 
 
 def speedup(reference: Timing, other: Timing) -> float:

@@ -327,6 +327,11 @@ def pixel_batches(x: torch.Tensor, space: PixelSpace, batch_size: int = BATCH) -
         yield start, space.pixels(x[start : start + batch_size].detach().to("cpu", torch.float32))
 
 
+def check_severity(severity: int) -> None:
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity {severity} is outside 1–5")
+
+
 def corrupt(
     pixels: torch.Tensor, space: PixelSpace, corruption: Corruption, severity: int, seed: int, start: int
 ) -> torch.Tensor:
@@ -335,8 +340,7 @@ def corrupt(
     ``pixels`` is left as it is (every corruption returns a new tensor), so one batch of pixels serves
     every corruption and severity in turn.
     """
-    if severity not in SEVERITIES:
-        raise ValueError(f"severity {severity} is outside 1–5")
+    check_severity(severity)
     generator = batch_generator(seed, corruption.name, severity, start)
     return space.normalise_clamped_(corruption.apply(pixels, corruption.params[severity - 1], generator))
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .corruptions import CORRUPTIONS, SEVERITIES, PixelSpace, corrupt, pixel_batches
+from .corruptions import CORRUPTIONS, PixelSpace, check_severity, corrupt, pixel_batches
 
 EVAL_SEED = 0
 """Corruptions and noise are drawn with this seed in every cell, so all models are compared on the same inputs."""
@@ -53,9 +53,8 @@ def shifted_top1(
     Each batch is turned into pixels once and then corrupted every way in turn, one corrupted batch in
     memory at a time.
     """
-    for severity in severities:
-        if severity not in SEVERITIES:
-            raise ValueError(f"severity {severity} is outside 1–5")
+    for severity in severities:  # a bad one fails before any work
+        check_severity(severity)
     was_training = model.training
     model.eval()
     correct = {(name, severity): 0 for name in corruptions for severity in severities}

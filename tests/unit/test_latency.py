@@ -3,12 +3,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pytest_prune.metrics.latency import measure, measure_interleaved, probe_inputs, speedup, synchroniser
+from pytest_prune.metrics.latency import measure_interleaved, probe_inputs, speedup, synchroniser
 
 
 def test_measure_reports_median_and_quartiles_and_restores_the_mode():
     model = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)).train()
-    timing = measure(model, probe_inputs((32,), 8, "cpu"), repeats=7)
+    timing = measure_interleaved({"model": model}, probe_inputs((32,), 8, "cpu"), repeats=7)["model"]
     assert timing.batch_size == 8 and timing.repeats == 7
     assert 0 < timing.q1_ms <= timing.median_ms <= timing.q3_ms
     assert model.training
