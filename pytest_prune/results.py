@@ -182,16 +182,17 @@ def environment(settings: Any, command: str | None = None) -> dict[str, Any]:
 
 
 def torch_version() -> str | None:
-    """torch's version without importing it (the xdist controller never loads torch): the loaded module's
-    ``__version__`` when there is one, else the installed distribution's version (the same string)."""
-    if "torch" in sys.modules:
-        return str(sys.modules["torch"].__version__)
+    """torch's version as its installed distribution states it, read without importing torch (the xdist
+    controller never loads it), so a serial run and an xdist run record the same string. ``__version__`` can
+    differ from it (a CUDA build reports ``2.11.0+cu130`` where its metadata says ``2.11.0``); it is used
+    only where torch runs without installed metadata (a source tree on the path)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("torch")
     except PackageNotFoundError:
-        return None
+        module = sys.modules.get("torch")
+        return str(module.__version__) if module is not None else None
 
 
 def write_json(path: Path, environment: dict[str, Any], records: Iterable[dict[str, Any]]) -> None:

@@ -1,8 +1,10 @@
 """Accuracy verdicts: shipped expectations for the built-in pruners, ``--prune-max-drop``, ``--prune-min-top1``.
 
 A shipped expectation (``reference_models/expectations.json``) applies to a cell only when the cell runs
-under the conditions it was measured with (epochs, seed, threads, schedule, finetuning recipe) on the same
-reference weights. Its floor is the measured top-1 minus a margin of 1.5 points plus 10% of the cell's
+under the conditions it was measured with (epochs, seed, threads, schedule, finetuning recipe, device type)
+on the same reference weights. The device type counts because a GPU's kernels (TF32 convolutions, other
+summation orders) train a different network from the same seed: like another seed, not like another CPU.
+Its floor is the measured top-1 minus a margin of 1.5 points plus 10% of the cell's
 drop below its dense parent: a cell far below its parent (random pruning at 16x) finetunes chaotically,
 and tiny floating-point differences between CPUs move it by more than a well-behaved cell.
 Elsewhere the dense model sets the bar: top-1 may fall at most ``--prune-max-drop`` points (default 5).
@@ -41,7 +43,13 @@ def conditions(settings: Settings, record: dict[str, Any]) -> dict[str, Any]:
         "threads": settings.threads,
         "schedule": record.get("schedule") or "oneshot",
         "finetune": record["finetune"],
+        "device": device_type(settings.device),
     }
+
+
+def device_type(device: str) -> str:
+    """``cpu``, ``cuda``, ...: the kind of device (``cuda:1`` and ``cuda:auto`` are ``cuda``)."""
+    return device.split(":", 1)[0]
 
 
 def load_expectations(path: Path | None = None) -> dict[str, Any]:
@@ -65,7 +73,8 @@ def judge(record: dict[str, Any], settings: Settings, expectations: dict[str, An
     expected = expectations.get("cells", {}).get(key)
     applies = (
         expected is not None
-        and expectations.get("conditions") == conditions(settings, record)
+        # files written before the device counted were all measured on the CPU
+        and {"device": "cpu", **expectations.get("conditions", {})} == conditions(settings, record)
         and expected.get("weights_sha256") == record["weights_sha256"]
     )
     failures: list[str] = []
@@ -119,6 +128,7 @@ def expectations_from_results(paths: Iterable[Path], output: Path, margin: float
                 "threads": env["threads"],
                 "schedule": record.get("schedule") or "oneshot",
                 "finetune": record["finetune"],
+                "device": device_type(env.get("device", "cpu")),
             }
             if found is not None and cond != found:
                 raise ValueError(f"{path}: results come from different conditions ({cond} vs {found})")

@@ -22,6 +22,7 @@ shows a silent zero.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -195,4 +196,4 @@ def uncounted_modules(model: nn.Module) -> list[str]:
 
 def macs_summary(counts: Sequence[LayerCount]) -> tuple[int, float]:
     """(dense MACs, sparsity-aware MACs) of a model from its per-layer counts."""
-    return sum(c.macs for c in counts), sum(c.sparse_macs for c in counts)
+    return sum(c.macs for c in counts), math.fsum(c.sparse_macs for c in counts)  # the same on every Python

@@ -150,3 +150,10 @@ def test_boards_with_robustness_show_prune_potential_under_shift_and_excess_erro
     settings = {"corruptions": ["gaussian_noise", "contrast"], "severities": [3], "eps": [0.1], "eps_images": 250}
     footer = leaderboard(rows, {**ENVIRONMENT, "robustness": {**settings, "eps_draws": 10}}).split("---")[-1]
     assert "Robustness: 2 corruptions × severities 3; ε-agreement on 250 images × 10 draws at ε 0.1" in footer
+
+
+def test_the_ranking_area_is_correctly_rounded_on_every_python():
+    """Python 3.12's sum() compensates rounding and 3.11's does not, so a plain sum printed 90.82 on one and
+    90.83 on the other from the same JSON; terms that cancel tell the two apart."""
+    # trapezoid terms 1e16, 1, -1e16 over three octaves: the exact mean is 1/3, a naive sum gives 0
+    assert area([(2, 2e16), (4, 0.0), (8, 2.0), (16, -2e16 - 2)]) == 1 / 3

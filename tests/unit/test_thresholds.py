@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pytest_prune.settings import build
@@ -44,6 +46,19 @@ def test_other_conditions_or_weights_fall_back_to_max_drop():
     assert verdict.threshold == "max_drop"
     assert "6.00 points below the dense model's 98.00%; allowed drop 5 points" in verdict.failures[0]
     assert judge(record(0.94), build({}), expectations(build({}), sha="other")).threshold == "max_drop"
+
+
+def test_an_expectation_measured_on_the_cpu_does_not_judge_a_gpu_run():
+    """On CUDA, LeNet-5 random 8x reached 62.5% from the seed that gave 85.9% on the CPU (its three seeds on the
+    CPU: 85.9, 33.5, 10.0%): the shipped floor of 83.3% is no verdict there."""
+    cpu = build({})
+    gpu = dataclasses.replace(cpu, device="cuda:0")
+    shipped = expectations(cpu)
+    assert judge(record(0.625, dense=0.966), gpu, shipped).threshold == "max_drop"
+    assert judge(record(0.625, dense=0.966), cpu, shipped).threshold == "expectation"
+    older = {**shipped, "conditions": {k: v for k, v in shipped["conditions"].items() if k != "device"}}
+    assert judge(record(0.94), cpu, older).threshold == "expectation"  # files without a device: the CPU's
+    assert judge(record(0.94), gpu, older).threshold == "max_drop"
 
 
 @pytest.mark.parametrize("changed", [{"seed": 1}, {"schedule": "iterative:3"}])
