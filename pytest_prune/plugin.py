@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import shlex
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from . import fixtures
 from .fixtures import PUBLIC_FIXTURES
 from .options import OPTIONS
 from .registry import SpecError, all_builtin
-from .settings import Settings, SettingsError, build, resolve_device
+from .settings import Settings, SettingsError, build, resolve_device, shared_device
 
 SETTINGS = pytest.StashKey[Settings]()
 MATRIX = pytest.StashKey[list]()
@@ -139,7 +140,9 @@ def _check_device(settings: Settings, worker: str | None) -> Settings:
         )
     if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
         raise pytest.UsageError(f"--prune-device {device}: only {torch.cuda.device_count()} CUDA device(s)")
-    return dataclasses.replace(settings, device=device)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) if worker else 1
+    contention = shared_device(settings.device, workers, torch.cuda.device_count())
+    return dataclasses.replace(settings, device=device, contention=contention)
 
 
 def _matrix(config: pytest.Config) -> list:

@@ -66,6 +66,7 @@ class Settings:
     tolerance: float = DEFAULT_TOLERANCE
     no_cache: bool = False
     progress: float | None = DEFAULT_PROGRESS
+    contention: str | None = None  # set per process: xdist workers that time on one accelerator together
 
     @property
     def schedule(self) -> str:
@@ -102,6 +103,22 @@ def resolve_device(device: str, worker: str | None, cuda_count: int) -> str:
         raise SettingsError("--prune-device cuda:auto: no CUDA device is available; use --prune-device cpu")
     index = int(worker[2:]) if worker and worker.startswith("gw") and worker[2:].isdigit() else 0
     return f"cuda:{index % cuda_count}"
+
+
+def shared_device(device: str, workers: int, cuda_count: int) -> str | None:
+    """Why latency contends when ``workers`` xdist workers run on ``device`` (the option as given), or None.
+
+    Workers each hold their own CPU thread(s), but on an accelerator they queue behind each other: an
+    explicit device is shared by every worker, ``cuda:auto`` once there are more workers than GPUs.
+    """
+    if workers < 2 or device.split(":", 1)[0] == "cpu" or (device == "cuda:auto" and workers <= cuda_count):
+        return None
+    where = f"{cuda_count} GPU(s)" if device == "cuda:auto" else device
+    return (
+        f"{workers} xdist workers time their models on {where} at once, so latencies and measured speedups "
+        "include waiting for each other: time GPU latency without -n, or with --prune-device cuda:auto and a GPU "
+        "per worker"
+    )
 
 
 def split_list(values: Sequence[str] | str | None) -> tuple[str, ...]:

@@ -71,12 +71,8 @@ def judge(record: dict[str, Any], settings: Settings, expectations: dict[str, An
     top1, dense = record["top1"], record["dense_top1"]
     key = record_key(record)
     expected = expectations.get("cells", {}).get(key)
-    applies = (
-        expected is not None
-        # files written before the device counted were all measured on the CPU
-        and {"device": "cpu", **expectations.get("conditions", {})} == conditions(settings, record)
-        and expected.get("weights_sha256") == record["weights_sha256"]
-    )
+    why_not = None if expected is None else _why_not(expected, expectations, settings, record)
+    applies = expected is not None and why_not is None
     failures: list[str] = []
     rules: list[tuple[str, float]] = []
     if applies:
@@ -95,6 +91,7 @@ def judge(record: dict[str, Any], settings: Settings, expectations: dict[str, An
             failures.append(
                 f"top-1 {top1:.2%} is {(dense - top1) * 100:.2f} points below the dense model's {dense:.2%}; "
                 f"allowed drop {allowed:g} points (--prune-max-drop)"
+                + (f"; the shipped expectation for this cell does not apply: {why_not}" if why_not else "")
             )
     if settings.min_top1 is not None:
         rules.append(("min_top1", settings.min_top1 / 100))
@@ -102,6 +99,23 @@ def judge(record: dict[str, Any], settings: Settings, expectations: dict[str, An
             failures.append(f"top-1 {top1:.2%} is below --prune-min-top1 {settings.min_top1:g}%")
     name, required = max(rules, key=lambda rule: rule[1])
     return Verdict(name, required, tuple(failures))
+
+
+def _why_not(
+    expected: dict[str, Any], expectations: dict[str, Any], settings: Settings, record: dict[str, Any]
+) -> str | None:
+    """Why a shipped expectation for the cell does not apply to it (the first difference), or None."""
+    if expected.get("weights_sha256") != record["weights_sha256"]:
+        return "it was measured from other reference weights"
+    measured = {"device": "cpu", **expectations.get("conditions", {})}  # files without a device: the CPU's
+    current = conditions(settings, record)
+    for name, value in current.items():
+        if measured.get(name) != value:
+            shown = "another recipe" if name == "finetune" else f"{name} {measured.get(name)} (this run: {value})"
+            return f"it was measured with {shown}"
+    if unknown := sorted(set(measured) - set(current)):
+        return f"it names conditions this version does not know ({', '.join(unknown)})"
+    return None
 
 
 def floor_for(top1: float, dense_top1: float, margin: float, slope: float = 0.1) -> float:

@@ -48,5 +48,5 @@ def cell_speed(cell: Cell) -> None:
         latency_ms={b: t.median_ms for b, t in pruned.items()},
         latency_iqr_ms={b: t.q3_ms - t.q1_ms for b, t in pruned.items()},
         measured_speedup={b: speedup(timings["dense"][b], t) for b, t in pruned.items()},
-        latency_note=synchroniser(settings.device)[1],
+        latency_note="; ".join(filter(None, (synchroniser(settings.device)[1], settings.contention))) or None,
     )

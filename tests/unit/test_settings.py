@@ -72,3 +72,15 @@ def test_cuda_auto_gives_each_xdist_worker_its_own_gpu():
     assert resolve_device("cuda:1", "gw3", 4) == "cuda:1"  # an explicit device is kept
     with pytest.raises(SettingsError, match="cuda:auto: no CUDA device is available; use --prune-device cpu"):
         resolve_device("cuda:auto", "gw0", 0)
+
+
+def test_workers_timing_on_one_gpu_are_told_their_latencies_contend():
+    """On an H100 with -n 8 --prune-device cuda, masked models (the dense kernels) measured 0.82x-1.52x."""
+    from pytest_prune.settings import shared_device
+
+    assert "8 xdist workers time their models on cuda at once" in shared_device("cuda", 8, 1)
+    assert "on cuda:1 at once" in shared_device("cuda:1", 2, 4)  # an explicit device is every worker's
+    assert "on 2 GPU(s) at once" in shared_device("cuda:auto", 4, 2)
+    assert shared_device("cuda:auto", 4, 4) is None  # a GPU per worker
+    assert shared_device("cuda", 1, 1) is None  # a plain run
+    assert shared_device("cpu", 8, 1) is None  # each worker times on its own CPU thread(s)

@@ -45,6 +45,7 @@ def test_other_conditions_or_weights_fall_back_to_max_drop():
     verdict = judge(record(0.92), settings, expectations(build({})))
     assert verdict.threshold == "max_drop"
     assert "6.00 points below the dense model's 98.00%; allowed drop 5 points" in verdict.failures[0]
+    assert "does not apply: it was measured with epochs 2 (this run: 5)" in verdict.failures[0]
     assert judge(record(0.94), build({}), expectations(build({}), sha="other")).threshold == "max_drop"
 
 
@@ -54,11 +55,17 @@ def test_an_expectation_measured_on_the_cpu_does_not_judge_a_gpu_run():
     cpu = build({})
     gpu = dataclasses.replace(cpu, device="cuda:0")
     shipped = expectations(cpu)
-    assert judge(record(0.625, dense=0.966), gpu, shipped).threshold == "max_drop"
+    verdict = judge(record(0.625, dense=0.966), gpu, shipped)
+    assert verdict.threshold == "max_drop"
+    assert verdict.failures[0].endswith(
+        "; the shipped expectation for this cell does not apply: it was measured with device cpu (this run: cuda)"
+    )
     assert judge(record(0.625, dense=0.966), cpu, shipped).threshold == "expectation"
     older = {**shipped, "conditions": {k: v for k, v in shipped["conditions"].items() if k != "device"}}
     assert judge(record(0.94), cpu, older).threshold == "expectation"  # files without a device: the CPU's
     assert judge(record(0.94), gpu, older).threshold == "max_drop"
+    newer = {**shipped, "conditions": {**shipped["conditions"], "precision": "bf16"}}
+    assert "conditions this version does not know (precision)" in judge(record(0.92), cpu, newer).failures[0]
 
 
 @pytest.mark.parametrize("changed", [{"seed": 1}, {"schedule": "iterative:3"}])
