@@ -1,12 +1,11 @@
 """Accuracy verdicts: shipped expectations for the built-in pruners, ``--prune-max-drop``, ``--prune-min-top1``.
 
 A shipped expectation (``reference_models/expectations.json``) applies to a cell only when the cell runs
-under the conditions it was measured with (epochs, seed, threads, schedule, finetuning recipe, device type)
-on the same reference weights. The device type counts because a GPU's kernels (TF32 convolutions, other
-summation orders) train a different network from the same seed: like another seed, not like another CPU.
-Its floor is the measured top-1 minus a margin of 1.5 points plus 10% of the cell's
-drop below its dense parent: a cell far below its parent (random pruning at 16x) finetunes chaotically,
-and tiny floating-point differences between CPUs move it by more than a well-behaved cell.
+under the conditions it was measured with (epochs, one of its seeds, threads, schedule, finetuning recipe)
+on the same reference weights. Its floor is the lowest over the measured seeds of top-1 minus a margin of
+1.5 points plus 10% of the cell's drop below its dense parent: a cell far below its parent (random pruning
+at 16x) finetunes chaotically, and other hardware (another CPU's vector width, a GPU's TF32 convolutions)
+changes the arithmetic like another seed does, so a cell is held to what every seed reached.
 Elsewhere the dense model sets the bar: top-1 may fall at most ``--prune-max-drop`` points (default 5).
 ``--prune-min-top1`` and an explicit ``--prune-max-drop`` apply to every cell.
 """
@@ -43,7 +42,6 @@ def conditions(settings: Settings, record: dict[str, Any]) -> dict[str, Any]:
         "threads": settings.threads,
         "schedule": record.get("schedule") or "oneshot",
         "finetune": record["finetune"],
-        "device": device_type(settings.device),
     }
 
 
@@ -79,9 +77,12 @@ def judge(record: dict[str, Any], settings: Settings, expectations: dict[str, An
         floor = expected["min_top1"]
         rules.append(("expectation", floor))
         if top1 < floor:
+            by_seed = expected.get("top1_by_seed") or {str(record["seed"]): expected["top1"]}
+            low, high = min(by_seed.values()), max(by_seed.values())
+            shown = f"{low:.2%}" if low == high else f"{low:.2%}–{high:.2%} over seeds {', '.join(by_seed)}"
             failures.append(
                 f"top-1 {top1:.2%} is below the expected floor {floor:.2%} (shipped expectation for {key}: "
-                f"{expected['top1']:.2%} measured, floor {(expected['top1'] - floor) * 100:.2f} points lower)"
+                f"{shown} measured, floor {(low - floor) * 100:.2f} points below the lowest)"
             )
     if not applies or settings.max_drop is not None:
         allowed = settings.effective_max_drop
@@ -107,8 +108,11 @@ def _why_not(
     """Why a shipped expectation for the cell does not apply to it (the first difference), or None."""
     if expected.get("weights_sha256") != record["weights_sha256"]:
         return "it was measured from other reference weights"
-    measured = {"device": "cpu", **expectations.get("conditions", {})}  # files without a device: the CPU's
+    measured = dict(expectations.get("conditions", {}))
+    seeds = measured.pop("seeds", None) or [measured.pop("seed", None)]  # files of one seed name it alone
     current = conditions(settings, record)
+    if (seed := current.pop("seed")) not in seeds:
+        return f"it was measured with seed(s) {', '.join(map(str, seeds))} (this run: {seed})"
     for name, value in current.items():
         if measured.get(name) != value:
             shown = "another recipe" if name == "finetune" else f"{name} {measured.get(name)} (this run: {value})"
@@ -125,11 +129,18 @@ def floor_for(top1: float, dense_top1: float, margin: float, slope: float = 0.1)
 
 
 def expectations_from_results(paths: Iterable[Path], output: Path, margin: float) -> int:
-    """Write an expectations file from results JSON files (all from the same conditions); returns the count."""
+    """Write an expectations file from results JSON files; returns the number of cells.
+
+    The results must share every condition but the seed. A cell measured with several seeds gets one floor
+    for all of them, the lowest of its seeds' floors: a cell that collapses under one seed and not under
+    another (LeNet-5 with random pruning at 8x: 85.9%, 33.5% and 10.0% with seeds 0-2) may collapse on
+    other hardware with any seed, so it is held to what all its seeds reached.
+    """
     from .files import atomic_write_bytes
 
-    cells: dict[str, Any] = {}
+    measured: dict[str, dict[int, dict[str, Any]]] = {}
     found: dict[str, Any] | None = None
+    devices: set[str] = set()
     for path in paths:
         document = json.loads(Path(path).read_text())
         env = document["environment"]
@@ -138,27 +149,39 @@ def expectations_from_results(paths: Iterable[Path], output: Path, margin: float
                 continue
             cond = {
                 "epochs": env["epochs"],
-                "seed": record["seed"],
                 "threads": env["threads"],
                 "schedule": record.get("schedule") or "oneshot",
                 "finetune": record["finetune"],
-                "device": device_type(env.get("device", "cpu")),
             }
             if found is not None and cond != found:
                 raise ValueError(f"{path}: results come from different conditions ({cond} vs {found})")
             found = cond
-            cells[record_key(record)] = {
-                "top1": record["top1"],
-                "min_top1": round(floor_for(record["top1"], record["dense_top1"], margin), 4),
-                "weights_sha256": record["weights_sha256"],
-            }
+            devices.add(device_type(env.get("device", "cpu")))
+            measured.setdefault(record_key(record), {})[record["seed"]] = record
+    if found is None:
+        raise ValueError("no finished cell in the results: nothing to expect")
+    cells = {}
+    for key, by_seed in sorted(measured.items()):
+        if len({r["weights_sha256"] for r in by_seed.values()}) > 1:
+            raise ValueError(f"{key}: its seeds were measured from different reference weights")
+        first = by_seed[min(by_seed)]
+        floor = min(floor_for(r["top1"], r["dense_top1"], margin) for r in by_seed.values())
+        cells[key] = {
+            "top1": first["top1"],
+            "top1_by_seed": {str(seed): r["top1"] for seed, r in sorted(by_seed.items())},
+            "min_top1": round(floor, 4),
+            "weights_sha256": first["weights_sha256"],
+        }
+    seeds = sorted({seed for by_seed in measured.values() for seed in by_seed})
     document = {
         "schema": SCHEMA,
         "margin_points": margin,
         "drop_slope": 0.1,
-        "conditions": found,
-        "command": "pytest --prune-bench --prune-json results.json && pytest-prune expect results.json",
-        "cells": dict(sorted(cells.items())),
+        "conditions": {**found, "seeds": seeds},
+        "measured_on": sorted(devices),  # device types: provenance, not a condition
+        "command": "pytest --prune-bench --prune-pruner '*' --prune-repeats 3 --prune-json results.json "
+        "&& pytest-prune expect results.json",
+        "cells": cells,
     }
     atomic_write_bytes(output, (json.dumps(document, indent=2) + "\n").encode())
     return len(cells)

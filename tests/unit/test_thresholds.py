@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
 from pytest_prune.settings import build
-from pytest_prune.thresholds import conditions, floor_for, judge
+from pytest_prune.thresholds import conditions, expectations_from_results, floor_for, judge
 
 FINETUNE = {"optimizer": "sgd", "lr": 0.01}
 
@@ -46,26 +47,52 @@ def test_other_conditions_or_weights_fall_back_to_max_drop():
     assert verdict.threshold == "max_drop"
     assert "6.00 points below the dense model's 98.00%; allowed drop 5 points" in verdict.failures[0]
     assert "does not apply: it was measured with epochs 2 (this run: 5)" in verdict.failures[0]
+    newer = {**expectations(build({})), "conditions": {**conditions(build({}), record(0.9)), "precision": "bf16"}}
+    assert "conditions this version does not know (precision)" in judge(record(0.92), build({}), newer).failures[0]
     assert judge(record(0.94), build({}), expectations(build({}), sha="other")).threshold == "max_drop"
 
 
-def test_an_expectation_measured_on_the_cpu_does_not_judge_a_gpu_run():
-    """On CUDA, LeNet-5 random 8x reached 62.5% from the seed that gave 85.9% on the CPU (its three seeds on the
-    CPU: 85.9, 33.5, 10.0%): the shipped floor of 83.3% is no verdict there."""
-    cpu = build({})
-    gpu = dataclasses.replace(cpu, device="cuda:0")
-    shipped = expectations(cpu)
-    verdict = judge(record(0.625, dense=0.966), gpu, shipped)
+def results_file(path, top1_by_seed, dense=0.966, epochs=2, device="cpu"):
+    rows = [{**record(top1, dense=dense, seed=seed), "id": f"cell-seed{seed}"} for seed, top1 in top1_by_seed.items()]
+    env = {"epochs": epochs, "threads": 1, "device": device}
+    path.write_text(json.dumps({"environment": env, "results": rows}))
+    return path
+
+
+def test_a_cell_measured_with_several_seeds_is_held_to_what_every_seed_reached(tmp_path):
+    """LeNet-5 with random pruning at 8x reached 85.9, 33.5 and 10.0% with seeds 0-2 on the CPU and 62.5% with
+    seed 0 on an H100: a floor from seed 0 alone (83.3%) failed a healthy GPU run."""
+    out = tmp_path / "expectations.json"
+    assert expectations_from_results([results_file(tmp_path / "r.json", {0: 0.859, 1: 0.335, 2: 0.1})], out, 1.5) == 1
+    document = json.loads(out.read_text())
+    cell = document["cells"]["mnist5k/lenet5/random/8x"]
+    assert cell["min_top1"] == 0.0 and cell["top1_by_seed"] == {"0": 0.859, "1": 0.335, "2": 0.1}
+    assert document["conditions"]["seeds"] == [0, 1, 2] and document["measured_on"] == ["cpu"]
+    gpu = dataclasses.replace(build({}), device="cuda:0")  # the device is provenance, not a condition
+    assert judge(record(0.625, dense=0.966), gpu, document).threshold == "expectation"
+    verdict = judge(record(0.625, dense=0.966, seed=3), build({}), document)  # a seed it was not measured with
     assert verdict.threshold == "max_drop"
-    assert verdict.failures[0].endswith(
-        "; the shipped expectation for this cell does not apply: it was measured with device cpu (this run: cuda)"
+    assert verdict.failures[0].endswith("does not apply: it was measured with seed(s) 0, 1, 2 (this run: 3)")
+
+
+def test_a_steady_cell_keeps_a_tight_floor_and_names_its_seeds_when_it_fails(tmp_path):
+    out = tmp_path / "expectations.json"
+    expectations_from_results([results_file(tmp_path / "r.json", {0: 0.952, 1: 0.950, 2: 0.951})], out, 1.5)
+    document = json.loads(out.read_text())
+    assert document["cells"]["mnist5k/lenet5/random/8x"]["min_top1"] == pytest.approx(0.950 - 0.015 - 0.0016)
+    verdict = judge(record(0.90, dense=0.966), build({}), document)
+    assert verdict.failures == (
+        "top-1 90.00% is below the expected floor 93.34% (shipped expectation for mnist5k/lenet5/random/8x: "
+        "95.00%–95.20% over seeds 0, 1, 2 measured, floor 1.66 points below the lowest)",
     )
-    assert judge(record(0.625, dense=0.966), cpu, shipped).threshold == "expectation"
-    older = {**shipped, "conditions": {k: v for k, v in shipped["conditions"].items() if k != "device"}}
-    assert judge(record(0.94), cpu, older).threshold == "expectation"  # files without a device: the CPU's
-    assert judge(record(0.94), gpu, older).threshold == "max_drop"
-    newer = {**shipped, "conditions": {**shipped["conditions"], "precision": "bf16"}}
-    assert "conditions this version does not know (precision)" in judge(record(0.92), cpu, newer).failures[0]
+
+
+def test_expectations_need_results_of_one_set_of_conditions(tmp_path):
+    first = results_file(tmp_path / "a.json", {0: 0.95})
+    with pytest.raises(ValueError, match="results come from different conditions"):
+        expectations_from_results([first, results_file(tmp_path / "b.json", {1: 0.95}, epochs=5)], tmp_path / "o", 1.5)
+    with pytest.raises(ValueError, match="no finished cell in the results"):
+        expectations_from_results([results_file(tmp_path / "c.json", {})], tmp_path / "o", 1.5)
 
 
 @pytest.mark.parametrize("changed", [{"seed": 1}, {"schedule": "iterative:3"}])
