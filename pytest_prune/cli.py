@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,8 +62,19 @@ def _train(args: argparse.Namespace) -> int:
 def _expect(args: argparse.Namespace) -> int:
     from .thresholds import expectations_from_results
 
-    written = expectations_from_results([Path(p) for p in args.results], Path(args.output), args.margin)
+    try:
+        written = expectations_from_results([Path(p) for p in args.results], Path(args.output), args.margin)
+    except ValueError as exc:  # ResultsError, or results of different conditions
+        print(f"pytest-prune expect: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {written} expectations to {args.output}")
+    seeds = json.loads(Path(args.output).read_text())["conditions"]["seeds"]
+    if len(seeds) == 1:
+        print(
+            "note: measured with one seed, so a cell that collapses under another seed or on other hardware "
+            "(random pruning at high compression) may fail there; --prune-repeats 3 gives floors that hold",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -137,12 +137,13 @@ def expectations_from_results(paths: Iterable[Path], output: Path, margin: float
     other hardware with any seed, so it is held to what all its seeds reached.
     """
     from .files import atomic_write_bytes
+    from .results import load_results
 
     measured: dict[str, dict[int, dict[str, Any]]] = {}
     found: dict[str, Any] | None = None
     devices: set[str] = set()
     for path in paths:
-        document = json.loads(Path(path).read_text())
+        document = load_results(Path(path))  # a missing or malformed file is a ResultsError naming it
         env = document["environment"]
         for record in document["results"]:
             if record.get("top1") is None:

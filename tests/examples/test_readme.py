@@ -90,3 +90,12 @@ def test_the_readme_opens_with_the_leaderboards_headline():
     for row in rows:
         assert row in leaderboard, f"README headline row not in LEADERBOARD.md: {row}"
     assert readme.index("<!-- leaderboard-headline -->") < readme.index("## Quick start")
+
+
+def test_the_shipped_expectations_are_what_pytest_prune_expect_writes_from_the_leaderboard_results(tmp_path):
+    """reference_models/expectations.json comes from benchmarks/leaderboard.json (3 seeds, 10 pruners)."""
+    from pytest_prune.thresholds import expectations_from_results
+
+    written = expectations_from_results([README.parent / "benchmarks" / "leaderboard.json"], tmp_path / "e.json", 1.5)
+    assert written == 100
+    assert (tmp_path / "e.json").read_text() == (README.parent / "reference_models" / "expectations.json").read_text()

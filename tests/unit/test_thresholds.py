@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from pytest_prune.cli import main
+from pytest_prune.results import SCHEMA as RESULTS_SCHEMA
 from pytest_prune.settings import build
 from pytest_prune.thresholds import conditions, expectations_from_results, floor_for, judge
 
@@ -55,7 +57,7 @@ def test_other_conditions_or_weights_fall_back_to_max_drop():
 def results_file(path, top1_by_seed, dense=0.966, epochs=2, device="cpu"):
     rows = [{**record(top1, dense=dense, seed=seed), "id": f"cell-seed{seed}"} for seed, top1 in top1_by_seed.items()]
     env = {"epochs": epochs, "threads": 1, "device": device}
-    path.write_text(json.dumps({"environment": env, "results": rows}))
+    path.write_text(json.dumps({"schema": RESULTS_SCHEMA, "environment": env, "results": rows}))
     return path
 
 
@@ -93,6 +95,18 @@ def test_expectations_need_results_of_one_set_of_conditions(tmp_path):
         expectations_from_results([first, results_file(tmp_path / "b.json", {1: 0.95}, epochs=5)], tmp_path / "o", 1.5)
     with pytest.raises(ValueError, match="no finished cell in the results"):
         expectations_from_results([results_file(tmp_path / "c.json", {})], tmp_path / "o", 1.5)
+
+
+def test_the_expect_command_names_bad_input_and_warns_of_a_single_seed(tmp_path, capsys):
+    out = tmp_path / "expectations.json"
+    assert main(["expect", str(tmp_path / "missing.json"), "-o", str(out)]) == 2
+    assert "pytest-prune expect: " in capsys.readouterr().err and not out.exists()
+    assert main(["expect", str(results_file(tmp_path / "one.json", {0: 0.95})), "-o", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "wrote 1 expectations" in printed.out and "measured with one seed" in printed.err
+    three = results_file(tmp_path / "three.json", {0: 0.95, 1: 0.94, 2: 0.95})
+    assert main(["expect", str(three), "-o", str(out)]) == 0
+    assert "one seed" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("changed", [{"seed": 1}, {"schedule": "iterative:3"}])
