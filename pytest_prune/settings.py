@@ -105,13 +105,18 @@ def resolve_device(device: str, worker: str | None, cuda_count: int) -> str:
     return f"cuda:{index % cuda_count}"
 
 
+def device_type(device: str) -> str:
+    """``cpu``, ``cuda``, ...: the kind of device (``cuda:1`` and ``cuda:auto`` are ``cuda``)."""
+    return device.split(":", 1)[0]
+
+
 def shared_device(device: str, workers: int, cuda_count: int) -> str | None:
     """Why latency contends when ``workers`` xdist workers run on ``device`` (the option as given), or None.
 
     Workers each hold their own CPU thread(s), but on an accelerator they queue behind each other: an
     explicit device is shared by every worker, ``cuda:auto`` once there are more workers than GPUs.
     """
-    if workers < 2 or device.split(":", 1)[0] == "cpu" or (device == "cuda:auto" and workers <= cuda_count):
+    if workers < 2 or device_type(device) == "cpu" or (device == "cuda:auto" and workers <= cuda_count):
         return None
     where = f"{cuda_count} GPU(s)" if device == "cuda:auto" else device
     return (

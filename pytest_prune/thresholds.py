@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .matrix import record_key
-from .settings import Settings
+from .settings import Settings, device_type
 
 SCHEMA = "pytest-prune-expectations/1"
 EXPECTATIONS = "expectations.json"
@@ -43,11 +43,6 @@ def conditions(settings: Settings, record: dict[str, Any]) -> dict[str, Any]:
         "schedule": record.get("schedule") or "oneshot",
         "finetune": record["finetune"],
     }
-
-
-def device_type(device: str) -> str:
-    """``cpu``, ``cuda``, ...: the kind of device (``cuda:1`` and ``cuda:auto`` are ``cuda``)."""
-    return device.split(":", 1)[0]
 
 
 def load_expectations(path: Path | None = None) -> dict[str, Any]:
