@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .corruptions import CORRUPTIONS, PixelSpace, check_severity, corrupt, pixel_batches
+from .corruptions import CORRUPTIONS, PixelSpace, check_severity, pixel_batches, severities_of
 
 EVAL_SEED = 0
 """Corruptions and noise are drawn with this seed in every cell, so all models are compared on the same inputs."""
@@ -50,8 +50,8 @@ def shifted_top1(
 ) -> dict[str, dict[str, float]]:
     """``{corruption: {severity: top1}}`` with the corrupted test set streamed, never held whole.
 
-    Each batch is turned into pixels once and then corrupted every way in turn, one corrupted batch in
-    memory at a time.
+    Each batch is turned into pixels once and then corrupted every way in turn (each corruption's severities
+    from one draw), one corrupted batch in memory at a time.
     """
     for severity in severities:  # a bad one fails before any work
         check_severity(severity)
@@ -61,9 +61,9 @@ def shifted_top1(
     try:
         for start, pixels in pixel_batches(x, space):
             labels = y[start : start + len(pixels)]
-            for name, severity in correct:
-                batch = corrupt(pixels, space, CORRUPTIONS[name], severity, EVAL_SEED, start).to(x.device, x.dtype)
-                correct[name, severity] += int((model(batch).argmax(1) == labels).sum())
+            for name in corruptions:
+                for severity, batch in severities_of(pixels, space, CORRUPTIONS[name], severities, EVAL_SEED, start):
+                    correct[name, severity] += int((model(batch.to(x.device, x.dtype)).argmax(1) == labels).sum())
     finally:
         model.train(was_training)
     out: dict[str, dict[str, float]] = {name: {} for name in corruptions}

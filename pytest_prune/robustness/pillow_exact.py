@@ -6,11 +6,13 @@ mosaic, and blocks of one grey level decode through a table. Colour images are s
 own Y, Cb and Cr planes (libjpeg's integer colour conversion and 2×2 chroma averaging), whose blocks go
 through Pillow as grey mosaics with the colour tables, and are joined again by libjpeg-turbo's "fancy"
 chroma upsampling and integer colour conversion (with another codec behind Pillow, colour images go
-through Pillow one by one). Both are exact: the tests compare them with Pillow image by image.
+through Pillow one by one). A batch's blocks are sorted and laid out once (``JpegInput``) and serve every
+quality. Both are exact: the tests compare them with Pillow image by image.
 
 Pixelate: Pillow's BOX resampling rounds a fixed-point weighted sum to 8 bits after each pass; the
 weights are read off Pillow itself (it resamples basis images) and applied to the whole batch, with
-Pillow's rounding, so the result is Pillow's to the bit.
+Pillow's rounding, so the result is Pillow's to the bit. When upsampling copies samples (BOX upsampling
+does), the vertical pass runs on the transposed planes and the copy back to full size reads them so.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ _PRECISION = 22
 """Pillow resamples 8-bit images in fixed point with 22 fractional bits (``PRECISION_BITS`` in Resample.c)."""
 
 
-def _levels(x: torch.Tensor) -> torch.Tensor:
+def levels(x: torch.Tensor) -> torch.Tensor:
     """The 8-bit levels of [0, 1] pixels, as integer-valued floats (what an 8-bit image of them holds)."""
     return (x.clamp(0, 1) * 255).round()
 
@@ -110,11 +112,21 @@ def _resize(levels: torch.Tensor, width: int, height: int) -> torch.Tensor:
     return levels
 
 
-def pixelate(x: torch.Tensor, factor: float, g: torch.Generator) -> torch.Tensor:
-    """Pillow's BOX downsampling to ``factor`` of the size and BOX upsampling back, on the 8-bit image."""
-    height, width = x.shape[-2:]
-    small = _resize(_levels(x), max(1, int(width * factor)), max(1, int(height * factor)))
-    return _resize(small, width, height).contiguous().div_(255)
+def pixelate(levels: torch.Tensor, factor: float) -> torch.Tensor:
+    """Pillow's BOX downsampling to ``factor`` of the size and BOX upsampling back, of 8-bit ``levels``, in [0, 1]."""
+    height, width = levels.shape[-2:]
+    small_width, small_height = max(1, int(width * factor)), max(1, int(height * factor))
+    rows, columns = _box_pass(small_height, height), _box_pass(small_width, width)
+    if rows[0] != "take" or columns[0] != "take":
+        small = _resize(levels, small_width, small_height)
+        return _resize(small, width, height).contiguous().div_(255)
+    # Upsampling copies samples, as BOX upsampling does: downsample horizontally, then vertically on the
+    # transposed planes (a product from the right again, so no product needs its planes side by side), and
+    # gather the full-size image straight from the transposed small one
+    across = _resample(levels, small_width, -1).transpose(-1, -2).contiguous()
+    planes = _resample(across, small_height, -1).reshape(*levels.shape[:-2], -1).numpy()
+    flat = (rows[1][:, None] + columns[1][None, :] * small_height).flatten().numpy()
+    return torch.from_numpy(planes[..., flat].reshape(levels.shape)).div_(255)
 
 
 # --- JPEG: Pillow on mosaics of 8×8 blocks -----------------------------------------------------------------------
@@ -163,8 +175,21 @@ def _jpeg_tables(quality: int) -> tuple[list[int], list[int]]:
     return list(tables[0]), list(tables[1])
 
 
-def _jpeg_mosaic(blocks: np.ndarray, quality: int, chroma: bool) -> np.ndarray:
-    """Encode and decode (M, 8) uint64 blocks with Pillow as grey JPEG mosaics, with the quality's luma/chroma table.
+def _mosaics(blocks: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """(M, 8) uint64 blocks laid out as grey mosaic images of ``_MOSAIC_ROW`` blocks a row, with the count in each."""
+    out = []
+    for start in range(0, len(blocks), _MOSAIC_BLOCKS):
+        part = blocks[start : start + _MOSAIC_BLOCKS]
+        rows = -(-len(part) // _MOSAIC_ROW)
+        tiles = np.zeros((rows * _MOSAIC_ROW, 8), dtype=np.uint64)
+        tiles[: len(part)] = part
+        mosaic = tiles.reshape(rows, _MOSAIC_ROW, 8).transpose(0, 2, 1).copy().view(np.uint8)
+        out.append((mosaic.reshape(rows * 8, _MOSAIC_ROW * 8), len(part)))
+    return out
+
+
+def _code(mosaics: list[tuple[np.ndarray, int]], quality: int, chroma: bool) -> np.ndarray:
+    """Encode and decode ``_mosaics`` with Pillow at ``quality`` (the chroma table if ``chroma``): their blocks, (M, 8).
 
     Baseline JPEG quantises each 8×8 block of a component on its own, so a block decodes the same wherever it
     sits: a mosaic of the blocks of many images costs one Pillow call instead of one per image.
@@ -172,37 +197,44 @@ def _jpeg_mosaic(blocks: np.ndarray, quality: int, chroma: bool) -> np.ndarray:
     from PIL import Image
 
     options: dict[str, Any] = {"qtables": [_jpeg_tables(quality)[1]]} if chroma else {"quality": quality}
-    out = np.empty_like(blocks)
-    for start in range(0, len(blocks), _MOSAIC_BLOCKS):
-        part = blocks[start : start + _MOSAIC_BLOCKS]
-        rows = -(-len(part) // _MOSAIC_ROW)
-        tiles = np.zeros((rows * _MOSAIC_ROW, 8), dtype=np.uint64)
-        tiles[: len(part)] = part
-        mosaic = tiles.reshape(rows, _MOSAIC_ROW, 8).transpose(0, 2, 1).copy().view(np.uint8)
+    out = []
+    for mosaic, count in mosaics:
         buffer = io.BytesIO()
-        Image.fromarray(mosaic.reshape(rows * 8, _MOSAIC_ROW * 8)).save(buffer, "JPEG", **options)
+        Image.fromarray(mosaic).save(buffer, "JPEG", **options)
+        rows = len(mosaic) // 8
         decoded = np.asarray(Image.open(buffer)).view(np.uint64).reshape(rows, 8, _MOSAIC_ROW)  # a grey JPEG: 'L'
-        out[start : start + len(part)] = decoded.transpose(0, 2, 1).reshape(-1, 8)[: len(part)]
-    return out
+        out.append(decoded.transpose(0, 2, 1).reshape(-1, 8)[:count])
+    return np.concatenate(out) if out else np.empty((0, 8), dtype=np.uint64)
 
 
 @functools.lru_cache(maxsize=32)
 def _flat_blocks(quality: int, chroma: bool) -> np.ndarray:
     """What a block of one grey level decodes to, per level, as a word of 8 samples: still one level, as only
     its DC coefficient is non-zero."""
-    levels = np.arange(256, dtype=np.uint64) * _REPEAT
-    return _jpeg_mosaic(np.repeat(levels[:, None], 8, 1), quality, chroma)[:, 0]
+    grey = np.arange(256, dtype=np.uint64) * _REPEAT
+    return _code(_mosaics(np.repeat(grey[:, None], 8, 1)), quality, chroma)[:, 0]
 
 
-def _jpeg_blocks(blocks: np.ndarray, quality: int, chroma: bool) -> np.ndarray:
-    """Pillow's JPEG round trip of every block: flat blocks through a table, the others through one mosaic."""
-    first = blocks[:, 0]
-    flat = (blocks == first[:, None]).all(1) & (first == (first & np.uint64(0xFF)) * _REPEAT)
-    out = np.repeat(_flat_blocks(quality, chroma)[(first & np.uint64(0xFF)).astype(np.intp)][:, None], 8, 1)
-    busy = np.flatnonzero(~flat)
-    if len(busy):
-        out[busy] = _jpeg_mosaic(blocks[busy], quality, chroma)
-    return out
+class _Blocks:
+    """The 8×8 blocks of (P, H, W) uint8 component planes, sorted once into flat ones (one grey level), which
+    decode through a table, and busy ones, laid out as mosaics for Pillow: ready to code at any quality."""
+
+    def __init__(self, planes: np.ndarray) -> None:
+        self.shape = planes.shape
+        blocks = _to_blocks(planes)
+        first = blocks[:, 0]
+        grey = first & np.uint64(0xFF)
+        flat = (blocks == first[:, None]).all(1) & (first == grey * _REPEAT)
+        self.grey = grey.astype(np.intp)
+        self.busy = np.flatnonzero(~flat)
+        self.mosaics = _mosaics(blocks[self.busy])
+
+    def round_trip(self, quality: int, chroma: bool) -> np.ndarray:
+        """Pillow's JPEG round trip of the planes at ``quality``, as (P, H, W) uint8."""
+        out = np.repeat(_flat_blocks(quality, chroma)[self.grey][:, None], 8, 1)
+        if len(self.busy):
+            out[self.busy] = _code(self.mosaics, quality, chroma)
+        return _from_blocks(out, *self.shape)
 
 
 # libjpeg's fixed-point colour conversion (jccolor.c, jdcolor.c): constants scaled by 2**16, rounded
@@ -262,28 +294,23 @@ def _ycc_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
     return np.clip(np.stack((red, green, blue), 1), 0, 255).astype(np.uint8)
 
 
-def _jpeg_planes(planes: np.ndarray, quality: int, chroma: bool) -> np.ndarray:
-    """JPEG round trip of (N, H, W) uint8 component planes, padded to whole blocks by repeating the edge."""
-    count, height, width = planes.shape
-    return _from_blocks(_jpeg_blocks(_to_blocks(planes), quality, chroma), count, height, width)
+class _Colour:
+    """(N, 3, H, W) uint8 RGB images as libjpeg-turbo's encoder prepares them (integer YCbCr, 2×2 chroma averaging
+    with its padding), their Y, Cb and Cr blocks sorted for Pillow."""
 
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.height, self.width = rgb.shape[-2:]
+        y, cb, cr = _rgb_to_ycc(rgb)
+        self.luma = _Blocks(y.astype(np.uint8))
+        self.chroma = _Blocks(np.concatenate((_downsample_chroma(cb), _downsample_chroma(cr))).astype(np.uint8))
 
-def _jpeg_colour(rgb: np.ndarray, quality: int) -> np.ndarray:
-    """Pillow's JPEG round trip of (N, 3, H, W) uint8 RGB images, as libjpeg-turbo codes them with 4:2:0 chroma.
-
-    The encoder's own steps run batched (integer YCbCr, 2×2 chroma averaging with its padding), the Y, Cb and
-    Cr blocks are quantised through Pillow with the quality's luma and chroma tables, and the decoder's steps
-    follow (fancy upsampling of the chroma, integer RGB).
-    """
-    _, _, height, width = rgb.shape
-    y, cb, cr = _rgb_to_ycc(rgb)
-    y = _jpeg_planes(y.astype(np.uint8), quality, chroma=False).astype(np.int32)
-    chroma = _jpeg_planes(
-        np.concatenate((_downsample_chroma(cb), _downsample_chroma(cr))).astype(np.uint8), quality, True
-    )
-    chroma = chroma[:, : -(-height // 2), : -(-width // 2)].astype(np.int32)
-    cb, cr = (_upsample_chroma(plane, height, width) for plane in np.split(chroma, 2))
-    return _ycc_to_rgb(y, cb, cr)
+    def round_trip(self, quality: int) -> np.ndarray:
+        """Pillow's JPEG round trip at ``quality`` with 4:2:0 chroma: the decoder's fancy upsampling, integer RGB."""
+        height, width = self.height, self.width
+        y = self.luma.round_trip(quality, chroma=False).astype(np.int32)
+        chroma = self.chroma.round_trip(quality, chroma=True)[:, : -(-height // 2), : -(-width // 2)].astype(np.int32)
+        cb, cr = (_upsample_chroma(plane, height, width) for plane in np.split(chroma, 2))
+        return _ycc_to_rgb(y, cb, cr)
 
 
 def _jpeg_per_image(rgb: np.ndarray, quality: int) -> np.ndarray:
@@ -300,19 +327,33 @@ def _jpeg_per_image(rgb: np.ndarray, quality: int) -> np.ndarray:
 
 @functools.cache
 def _libjpeg_turbo() -> bool:
-    """Whether Pillow's JPEG codec is libjpeg-turbo, whose colour conversion and upsampling ``_jpeg_colour`` follows."""
+    """Whether Pillow's JPEG codec is libjpeg-turbo, whose colour conversion and upsampling ``_Colour`` follows."""
     from PIL import features
 
     return bool(features.check_feature("libjpeg_turbo"))
 
 
-def jpeg(x: torch.Tensor, quality: int, g: torch.Generator) -> torch.Tensor:
-    """Pillow's JPEG at ``quality`` with its defaults (4:2:0 chroma for colour), as if encoded and decoded per image."""
-    levels = _levels(x).numpy().astype(np.uint8)  # numpy converts to 8 bits several times faster than torch
-    if levels.shape[1] == 1:
-        out = _jpeg_planes(levels[:, 0], quality, chroma=False)[:, None]
-    elif _libjpeg_turbo():
-        out = _jpeg_colour(levels, quality)
-    else:  # another codec may upsample chroma its own way: code each image as it would
-        out = _jpeg_per_image(levels, quality)
-    return torch.from_numpy(out.astype(np.float32)).to(x.dtype).div_(255)
+class JpegInput:
+    """A batch of [0, 1] images made ready for Pillow's JPEG at any quality: its 8-bit levels, and for grey images or
+    colour under libjpeg-turbo their blocks sorted and laid out (done once, shared by every quality)."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.dtype = x.dtype
+        rgb = levels(x).numpy().astype(np.uint8)  # numpy converts to 8 bits several times faster than torch
+        self.images: _Blocks | _Colour | np.ndarray
+        if rgb.shape[1] == 1:
+            self.images = _Blocks(rgb[:, 0])
+        elif _libjpeg_turbo():
+            self.images = _Colour(rgb)
+        else:  # another codec may upsample chroma its own way: code each image as it would
+            self.images = rgb
+
+    def round_trip(self, quality: int) -> torch.Tensor:
+        """Pillow's JPEG at ``quality`` with its defaults (4:2:0 chroma for colour), as if coded image by image."""
+        if isinstance(self.images, _Blocks):
+            out = self.images.round_trip(quality, chroma=False)[:, None]
+        elif isinstance(self.images, _Colour):
+            out = self.images.round_trip(quality)
+        else:
+            out = _jpeg_per_image(self.images, quality)
+        return torch.from_numpy(out.astype(np.float32)).to(self.dtype).div_(255)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 import io
+import itertools
 import math
 
 import numpy as np
@@ -19,13 +20,21 @@ from pytest_prune.robustness.corruptions import (
     SEVERITIES,
     PixelSpace,
     batch_generator,
+    corrupt,
     corrupted_batches,
     defocus_kernel,
     gaussian_kernel,
     hsv_to_rgb,
     rgb_to_hsv,
+    severities_of,
 )
-from pytest_prune.robustness.sampling import bernoulli_positions, poisson_by_table, poisson_tables
+from pytest_prune.robustness.sampling import (
+    bernoulli_positions,
+    normal_table,
+    normals,
+    poisson_by_table,
+    poisson_tables,
+)
 
 
 def images(channels, n=64, size=16, seed=0):
@@ -56,11 +65,11 @@ def test_every_corruption_is_deterministic_in_range_and_grows_with_severity(name
     for severity in SEVERITIES:
         param = corruption.params[severity - 1]
         before = x.clone()
-        raw = corruption.apply(x, param, batch_generator(0, name, severity, 0))
+        raw = corruption.apply(x, param, batch_generator(0, name, 0))
         # the streaming reuses one batch of pixels for every corruption and clamps the result in place
         assert torch.equal(x, before) and raw.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
         out = raw.clamp(0, 1)
-        again = corruption.apply(x, param, batch_generator(0, name, severity, 0)).clamp(0, 1)
+        again = corruption.apply(x, param, batch_generator(0, name, 0)).clamp(0, 1)
         assert out.shape == x.shape and torch.isfinite(out).all() and torch.equal(out, again)
         change.append(float((out - x).abs().mean()))
     assert min(change) > 0
@@ -218,9 +227,8 @@ def test_pixelate_equals_pillow_image_by_image(channels, size):
 
 def test_shot_noise_tables_give_the_exact_inverse_cdf():
     photons = 100
-    rates = np.arange(256, dtype=np.float32) / np.float32(255) * np.float32(photons)
-    key = rates.astype(np.float64).tobytes()
-    cdf, _, outcomes, _ = poisson_tables(key)
+    rates = np.arange(256) * (photons / 255)
+    cdf, _, outcomes, _ = poisson_tables(photons / 255)
     rows = cdf.reshape(256, outcomes)
     for level in (1, 77, 255):  # the table is the Poisson CDF
         lam = float(rates[level])
@@ -230,7 +238,7 @@ def test_shot_noise_tables_give_the_exact_inverse_cdf():
     index = rng.integers(1, 256, 50_000)
     u = rng.random(50_000)
     u[:6] = [0.0, 1e-300, 1e-15, 0.5, 1 - 1e-12, 1 - 2**-53]  # the extremes of a float64 uniform draw
-    counts = poisson_by_table(key, index, u)
+    counts = poisson_by_table(photons / 255, index, u)
     expected = [np.searchsorted(rows[level], draw, side="right") for level, draw in zip(index, u, strict=True)]
     assert np.array_equal(counts, expected)  # the k with CDF(k − 1) ≤ u < CDF(k), for every draw
 
@@ -239,7 +247,7 @@ def test_shot_noise_on_8bit_pixels_is_poisson_per_level_and_keeps_black_black():
     photons = 50
     levels = torch.randint(0, 256, (64, 1, 32, 32), generator=torch.Generator().manual_seed(0))
     x = levels.float() / 255
-    counts = CORRUPTIONS["shot_noise"].apply(x, photons, batch_generator(0, "shot_noise", 5, 0)) * photons
+    counts = CORRUPTIONS["shot_noise"].apply(x, photons, batch_generator(0, "shot_noise", 0)) * photons
     assert torch.allclose(counts, counts.round(), atol=1e-4) and (counts[levels == 0] == 0).all()
     counts = counts.round()
     for level in (1, 128, 255):
@@ -251,8 +259,9 @@ def test_shot_noise_on_8bit_pixels_is_poisson_per_level_and_keeps_black_black():
 
 def test_shot_noise_off_the_8bit_levels_is_torch_poisson():
     x = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    out = CORRUPTIONS["shot_noise"].apply(x, 100, batch_generator(0, "shot_noise", 3, 0))
-    expected = torch.poisson(x.clamp(0, 1) * 100, generator=batch_generator(0, "shot_noise", 3, 0)) / 100
+    out = CORRUPTIONS["shot_noise"].apply(x, 100, batch_generator(0, "shot_noise", 0))
+    seed = int(torch.randint(0, 2**62, (1,), generator=batch_generator(0, "shot_noise", 0)))
+    expected = torch.poisson(x.clamp(0, 1) * 100, generator=torch.Generator().manual_seed(seed)) / 100
     assert torch.equal(out, expected)
 
 
@@ -315,5 +324,56 @@ def test_streamed_batches_are_the_normalised_clamped_corruption():
     for name in ("gaussian_noise", "jpeg"):
         for start, batch in corrupted_batches(x, space, CORRUPTIONS[name], 2, seed=4):
             pixels = space.pixels(x[start : start + BATCH])
-            shifted = CORRUPTIONS[name].apply(pixels, CORRUPTIONS[name].params[1], batch_generator(4, name, 2, start))
+            shifted = CORRUPTIONS[name].apply(pixels, CORRUPTIONS[name].params[1], batch_generator(4, name, start))
             assert torch.equal(batch, space.normalised(shifted.clamp(0, 1)))
+
+
+# --- the severities of a batch share one draw ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_severity_is_the_same_whichever_others_run(channels):
+    space = PixelSpace({"mean": [0.5] * channels, "std": [0.25] * channels}, channels)
+    pixels = textured(channels, 12, 12, n=30)
+    for name, corruption in CORRUPTIONS.items():
+        if corruption.skip_reason(channels):
+            continue
+        every = dict(severities_of(pixels, space, corruption, SEVERITIES, seed=3, start=500))
+        for severity in SEVERITIES:
+            alone = corrupt(pixels, space, corruption, severity, seed=3, start=500)
+            assert torch.equal(alone, every[severity]), (name, severity)
+        assert not torch.equal(every[1], every[5]), name
+        if name in ("gaussian_noise", "shot_noise", "impulse_noise", "rotation", "translation"):
+            other = corrupt(pixels, space, corruption, 3, seed=3, start=0)  # another batch draws anew
+            assert not torch.equal(other, every[3]), name
+
+
+def test_noise_severities_are_coupled_through_one_draw():
+    x = torch.full((2, 1, 64, 64), 0.5)
+    g = lambda: batch_generator(0, "gaussian_noise", 0)  # noqa: E731
+    low, high = (CORRUPTIONS["gaussian_noise"].apply(x, sigma, g()) - 0.5 for sigma in (0.04, 0.10))
+    assert torch.allclose(low / 0.04, high / 0.10, atol=1e-5)
+    impulse = CORRUPTIONS["impulse_noise"]
+    hit = [impulse.apply(x, amount, batch_generator(0, "impulse_noise", 0)) != 0.5 for amount in impulse.params]
+    for smaller, larger in itertools.pairwise(hit):
+        assert not (smaller & ~larger).any()  # a value hit at one amount is hit at every larger one
+    for amount, mask in zip(impulse.params, hit, strict=True):
+        assert abs(mask.float().mean().item() - amount) < 5 * math.sqrt(amount / mask.numel())
+
+
+def test_normal_draws_are_the_normal_distribution_at_16_bits():
+    table = torch.from_numpy(normal_table()).double()
+    assert len(table) == 2**16 and (table[1:] > table[:-1]).all()
+    assert abs(float(table.mean())) < 1e-9 and abs(float(table.square().mean()) - 1) < 1e-6
+    # the table's own distribution function is Φ's to within its 2**-16 steps
+    cdf = (torch.arange(2**16, dtype=torch.float64) + 0.5) / 2**16
+    assert float((torch.special.ndtr(table) - cdf).abs().max()) < 2**-16
+    z = normals((400, 1000), torch.Generator().manual_seed(5))
+    assert z.dtype == torch.float32 and z.shape == (400, 1000)
+    z = z.double()
+    assert abs(float(z.mean())) < 5 / 632 and abs(float(z.std()) - 1) < 0.005
+    for q in (0.01, 0.16, 0.5, 0.84, 0.99):
+        below = float((z <= float(torch.special.ndtri(torch.tensor(q, dtype=torch.float64)))).double().mean())
+        assert abs(below - q) < 0.002
+    again = normals((400, 1000), torch.Generator().manual_seed(5)).double()
+    assert torch.equal(z, again) and not torch.equal(z, normals((400, 1000), torch.Generator().manual_seed(6)).double())
