@@ -339,14 +339,14 @@ class JpegInput:
 
     def __init__(self, x: torch.Tensor) -> None:
         self.dtype = x.dtype
-        rgb = levels(x).numpy().astype(np.uint8)  # numpy converts to 8 bits several times faster than torch
+        images = levels(x).numpy().astype(np.uint8)  # numpy converts to 8 bits several times faster than torch
         self.images: _Blocks | _Colour | np.ndarray
-        if rgb.shape[1] == 1:
-            self.images = _Blocks(rgb[:, 0])
+        if images.shape[1] == 1:
+            self.images = _Blocks(images[:, 0])
         elif _libjpeg_turbo():
-            self.images = _Colour(rgb)
+            self.images = _Colour(images)
         else:  # another codec may upsample chroma its own way: code each image as it would
-            self.images = rgb
+            self.images = images
 
     def round_trip(self, quality: int) -> torch.Tensor:
         """Pillow's JPEG at ``quality`` with its defaults (4:2:0 chroma for colour), as if coded image by image."""

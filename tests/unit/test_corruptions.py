@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pytest_prune.options import CORRUPTION_NAMES
+from pytest_prune.robustness import pillow_exact
 from pytest_prune.robustness.corruptions import (
     BATCH,
     CORRUPTIONS,
@@ -213,6 +214,15 @@ def test_jpeg_equals_pillow_image_by_image(channels, size):
         assert torch.equal(batched, per_image(x, pillow_jpeg(quality))), quality
 
 
+def test_jpeg_colour_under_another_codec_goes_through_pillow_image_by_image(monkeypatch):
+    monkeypatch.setattr(pillow_exact, "_libjpeg_turbo", lambda: False)
+    x = textured(3, 13, 21, n=6)
+    prepared = pillow_exact.JpegInput(x)
+    assert isinstance(prepared.images, np.ndarray)  # the levels, coded image by image
+    for quality in (80, 40):
+        assert torch.equal(prepared.round_trip(quality), per_image(x, pillow_jpeg(quality))), quality
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("size", [*SIZES, (9, 40)])
 def test_pixelate_equals_pillow_image_by_image(channels, size):
@@ -331,10 +341,13 @@ def test_streamed_batches_are_the_normalised_clamped_corruption():
 # --- the severities of a batch share one draw ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("eight_bit", [False, True])  # shot noise's tables, or torch.poisson
 @pytest.mark.parametrize("channels", [1, 3])
-def test_a_severity_is_the_same_whichever_others_run(channels):
+def test_a_severity_is_the_same_whichever_others_run(channels, eight_bit):
     space = PixelSpace({"mean": [0.5] * channels, "std": [0.25] * channels}, channels)
     pixels = textured(channels, 12, 12, n=30)
+    if eight_bit:
+        pixels = (pixels * 255).round() / 255
     for name, corruption in CORRUPTIONS.items():
         if corruption.skip_reason(channels):
             continue
