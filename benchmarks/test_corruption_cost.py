@@ -33,16 +33,14 @@ from pytest_prune.options import CORRUPTION_NAMES
 from pytest_prune.reference import load_pretrained
 from pytest_prune.registry import DATASETS, load_builtins
 from pytest_prune.robustness import pillow_exact
+from pytest_prune.robustness.blur import blur_operators, defocus_kernel, gaussian_kernel
 from pytest_prune.robustness.corruptions import (
     BATCH,
     CORRUPTIONS,
     PixelSpace,
-    _blur_operators,
     _grids,
     corrupt,
     corrupted_batches,
-    defocus_kernel,
-    gaussian_kernel,
     pixel_batches,
 )
 from pytest_prune.robustness.measure import EVAL_SEED, applicable, shifted_top1
@@ -148,7 +146,7 @@ def floor_work(pixels: torch.Tensor) -> dict[str, Callable[[torch.Generator], ob
     positive = int((pixels > 0).sum())  # zero rates and zero values draw nothing (shot, speckle)
     size = tuple(pixels.shape[-2:])
     blurs = {
-        name: _blur_operators(kernel.numpy().tobytes(), tuple(kernel.shape), size, mode, torch.float32)
+        name: blur_operators(kernel.numpy().tobytes(), tuple(kernel.shape), size, mode, torch.float32)
         for name, kernel, mode in (
             ("gaussian_blur", gaussian_kernel(param["gaussian_blur"]), "replicate"),
             ("defocus_blur", defocus_kernel(*param["defocus_blur"]), "reflect"),

@@ -15,6 +15,7 @@ from PIL import Image
 
 from pytest_prune.options import CORRUPTION_NAMES
 from pytest_prune.robustness import pillow_exact
+from pytest_prune.robustness.blur import defocus_kernel, gaussian_kernel
 from pytest_prune.robustness.corruptions import (
     BATCH,
     CORRUPTIONS,
@@ -23,8 +24,6 @@ from pytest_prune.robustness.corruptions import (
     batch_generator,
     corrupt,
     corrupted_batches,
-    defocus_kernel,
-    gaussian_kernel,
     hsv_to_rgb,
     rgb_to_hsv,
     severities_of,
