@@ -90,7 +90,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
     first_path, first = documents[0]
     records: dict[tuple, dict] = {}
     for path, document in documents:
-        if why := incomparable(first_path, first["environment"], path, document["environment"]):
+        if why := incomparable(first_path, first["environment"], path, document["environment"], merging=True):
             print(f"pytest-prune leaderboard: {why}; their cells are not comparable", file=sys.stderr)
             return 2
         for record in document["results"]:
@@ -99,6 +99,9 @@ def _leaderboard(args: argparse.Namespace) -> int:
                 print(f"note: {record['id']} is in several files; using {path}", file=sys.stderr)
             records[key] = record
     merged = [records[k] for k in sorted(records)]
+    if not merged:
+        print(f"pytest-prune leaderboard: {', '.join(args.results)} hold no result records", file=sys.stderr)
+        return 2
     for message in write_leaderboard(Path(args.output), merged, first["environment"], [p.name for p, _ in documents]):
         print(f"note: {message}", file=sys.stderr)
     print(f"wrote the leaderboard of {len(merged)} records to {args.output}")

@@ -7,8 +7,9 @@ A cell regresses when
   seed noise alone does not fail the gate;
 * its achieved compression or its MACs (× density, and structural) change at all: the same pruner on the
   same weights must remove the same weights, so any change is a behaviour change, not noise;
-* it errored now but finished in the baseline;
-* it is in the baseline but missing from the current results.
+* it errored now but finished in the baseline, or with repeats, one of its seeds did (the mean of the seeds
+  that finished would otherwise pass for the cell);
+* it is in the baseline but missing from the current results, or one of its seeds is.
 
 Cells that only the current results have are reported as new, never as regressions.
 """
@@ -48,6 +49,7 @@ def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]], toler
     """Findings (regressions first, then new cells) of ``current`` records against ``baseline`` records."""
     base = {record_key(s): s for s in summaries(baseline)}
     now = {record_key(s): s for s in summaries(current)}
+    seeds_now = {(record_key(r), r["seed"]): r for r in current}
     out: list[Finding] = []
     for key, b in base.items():
         c = now.get(key)
@@ -58,6 +60,8 @@ def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]], toler
             error = c["errors"][0] if c.get("errors") else c.get("outcome")
             out.append(Finding(key, f"no result now (the baseline had top-1 {b['top1']:.2%}): {error}"))
             continue
+        lost = _lost_seeds(key, [r for r in baseline if record_key(r) == key], seeds_now)
+        out += [Finding(key, what) for what in lost]
         if b.get("top1") is None or c.get("top1") is None:
             continue
         noise = 2 * math.sqrt(
@@ -80,6 +84,21 @@ def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]], toler
             if abs(new - old) > rel * max(abs(old), 1.0):
                 out.append(Finding(key, f"{label} changed: {_fmt(field, old)} → {_fmt(field, new)}"))
     out += [Finding(key, "new: not in the baseline", regression=False) for key in now if key not in base]
+    return out
+
+
+def _lost_seeds(key: str, baseline: list[dict[str, Any]], current: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
+    """Seeds of a cell that finished in the baseline and are missing or have no result now."""
+    out = []
+    for b in sorted(baseline, key=lambda r: r["seed"]):
+        if b.get("top1") is None:
+            continue
+        c = current.get((key, b["seed"]))
+        if c is None:
+            out.append(f"seed {b['seed']} missing: in the baseline (top-1 {b['top1']:.2%}), not in the current results")
+        elif c.get("top1") is None:
+            error = (c.get("error") or c.get("outcome") or "no top-1").removeprefix(f"{c.get('id')}: ")
+            out.append(f"seed {b['seed']}: no result now (the baseline had top-1 {b['top1']:.2%}): {error}")
     return out
 
 

@@ -359,20 +359,62 @@ def load_results(path: Path) -> dict[str, Any]:
             "(re-run the benchmark with this version)"
         )
     results = document.get("results")
-    needed = ("dataset", "arch", "pruner", "compression", "seed")
+    needed = ("dataset", "arch", "pruner", "compression", "seed", "outcome")
     if not isinstance(results, list) or not all(isinstance(r, dict) and all(k in r for k in needed) for r in results):
         raise ResultsError(f"{path}: 'results' must be a list of records with {', '.join(needed)}")
+    for index, record in enumerate(results):
+        if problem := _record_problem(record):
+            name = record.get("id") or f"{record['dataset']}/{record['arch']}/{record['pruner']}"
+            raise ResultsError(f"{path}: record {index} ({name}): {problem}")
     if not isinstance(document.get("environment"), dict):
         raise ResultsError(f"{path}: no 'environment' object")
     return document
 
 
-def incomparable(a_name: Any, a: dict[str, Any], b_name: Any, b: dict[str, Any]) -> str | None:
-    """Why two results files cannot be compared or merged (``"a and b come from different matrices (…)"``)."""
-    differences = matrix_differences(a, b)
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _record_problem(record: dict[str, Any]) -> str | None:
+    """What makes a result record unusable (a hand-edited or damaged file), or None."""
+    for key in ("dataset", "arch", "pruner"):
+        if not isinstance(record[key], str):
+            return f"{key} {record[key]!r} is not a string"
+    if not _number(record["compression"]) or not record["compression"] >= 1:
+        return f"compression {record['compression']!r} is not a number ≥ 1 (write 8, not '8x')"
+    if not isinstance(record["seed"], int) or isinstance(record["seed"], bool):
+        return f"seed {record['seed']!r} is not an integer"
+    if record["outcome"] not in OUTCOME_RANK:
+        return f"outcome {record['outcome']!r} is not one of {', '.join(OUTCOME_RANK)}"
+    for key in ("top1", "dense_top1"):
+        value = record.get(key)
+        if value is not None and not (_number(value) and 0 <= value <= 1):
+            return f"{key} {value!r} is not a fraction in [0, 1]"
+    return None
+
+
+def incomparable(a_name: Any, a: dict[str, Any], b_name: Any, b: dict[str, Any], merging: bool = False) -> str | None:
+    """Why two results files cannot be compared, or with ``merging`` merged (``"a and b come from different
+    matrices (…)"``)."""
+    differences = merge_differences(a, b) if merging else matrix_differences(a, b)
     if not differences:
         return None
     return f"{a_name} and {b_name} come from different matrices ({'; '.join(differences)})"
+
+
+def merge_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """``matrix_differences`` and, for results merged into one leaderboard, differing robustness settings (the
+    corruption suite, severities, ε-agreement protocol, δ): their robustness figures would not be comparable."""
+    out = matrix_differences(a, b)
+    robust_a, robust_b = a.get("robustness") or {}, b.get("robustness") or {}
+    out += [
+        f"robustness {key} {robust_a[key]!r} vs {robust_b[key]!r}"
+        for key in sorted(robust_a.keys() & robust_b.keys())
+        if robust_a[key] != robust_b[key]
+    ]
+    if robust_a and robust_b and a.get("delta_points", 0.5) != b.get("delta_points", 0.5):
+        out.append(f"delta_points {a.get('delta_points', 0.5)!r} vs {b.get('delta_points', 0.5)!r}")
+    return out
 
 
 def matrix_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

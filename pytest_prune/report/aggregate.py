@@ -37,7 +37,7 @@ PER_KEY = ("latency_ms", "dense_latency_ms", "measured_speedup", "eps_agreement"
 """Dicts keyed by batch size or eps, summarised by their mean per key."""
 
 SHARED = ("dataset", "arch", "pruner", "compression", "dense_top1", "dense_top5", "dense_macs", "params")
-"""Identical across the repeats of a cell."""
+"""Identical across the repeats of a cell (taken from the first repeat that has each: an errored one may lack them)."""
 
 
 def cell_key(record: dict[str, Any]) -> tuple[str, str, str, float]:
@@ -51,10 +51,15 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def _first(group: list[dict[str, Any]], key: str) -> Any:
+    return next((r[key] for r in group if r.get(key) is not None), None)
+
+
 def summarise(group: list[dict[str, Any]]) -> dict[str, Any]:
     """One summary of the repeats of a cell: shared keys, ``n``, ``seeds``, ``KEY`` (mean) and ``KEY_std``."""
-    out: dict[str, Any] = {key: group[0].get(key) for key in SHARED}
+    out: dict[str, Any] = {key: _first(group, key) for key in SHARED}
     out["n"], out["seeds"] = len(group), sorted(r["seed"] for r in group)
+    out["finished"] = sum(r.get("top1") is not None for r in group)  # repeats with a finetuned top-1
     outcomes = [r["outcome"] for r in group]
     out["outcome"] = max(outcomes, key=OUTCOME_RANK.__getitem__)
     out["passed"] = outcomes.count("passed")
@@ -65,7 +70,7 @@ def summarise(group: list[dict[str, Any]]) -> dict[str, Any]:
         keys = sorted({k for d in dicts for k in d}, key=float)
         out[key] = {k: statistics.fmean(d[k] for d in dicts if k in d) for k in keys} or None
     for key in ("compacted", "compacted_params", "macs_uncounted", "latency_note", "corruptions_skipped"):
-        out[key] = group[0].get(key)
+        out[key] = _first(group, key)
     out["errors"] = [
         f"{r['id']}: {r['outcome']}: {r['error'].removeprefix(r['id'] + ': ')}" for r in group if r.get("error")
     ]

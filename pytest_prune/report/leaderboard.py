@@ -12,6 +12,7 @@ latency speedups are measurements of the moment and differ between runs; every o
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Iterable
 from itertools import groupby
@@ -23,6 +24,7 @@ from tabulate import tabulate
 from ..matrix import format_compression
 from ..robustness.potential import NOMINAL, SUITE, potential_summary, prune_potential
 from .aggregate import summaries
+from .tables import DENSE_FACTS
 
 
 def _pct(value: float | None, std: float | None = None) -> str:
@@ -44,19 +46,41 @@ def area(points: list[tuple[float, float]]) -> float:
 
 
 def _board(rows: list[dict[str, Any]], potentials: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The ranked content of one (dataset, architecture) board."""
+    """The ranked content of one (dataset, architecture) board.
+
+    The area is taken over the compressions every pruner of the board has a cell at (merged runs may differ
+    in their grids); a pruner with a cell there that has no top-1, or a seed of it that errored, is incomplete.
+    """
     compressions = sorted({r["compression"] for r in rows})
     by_pruner = {p: {r["compression"]: r for r in group} for p, group in groupby(rows, key=lambda r: r["pruner"])}
+    ranked = sorted(set.intersection(*(set(cells) for cells in by_pruner.values()))) if by_pruner else []
     entries = []
     for pruner, cells in by_pruner.items():
-        complete = all(c in cells and cells[c].get("top1") is not None for c in compressions)
-        score = area([(c, cells[c]["top1"]) for c in compressions]) if complete else None
+        complete = bool(ranked) and all(_finished(cells[c]) for c in ranked)
+        score = area([(c, cells[c]["top1"]) for c in ranked]) if complete else None
         entries.append({"pruner": pruner, "cells": cells, "area": score})
     entries.sort(key=lambda e: (e["area"] is None, -(e["area"] or 0.0), e["pruner"]))
     for rank, e in enumerate(entries, 1):
         e["rank"] = rank if e["area"] is not None else None
         e["potential"] = potentials.get(e["pruner"])
-    return {"compressions": compressions, "entries": entries}
+    return {"compressions": compressions, "ranked": ranked, "entries": entries}
+
+
+def _finished(r: dict[str, Any]) -> bool:
+    """Every repeat of the cell has a finite top-1."""
+    return r.get("top1") is not None and math.isfinite(r["top1"]) and r.get("finished", r.get("n", 1)) == r.get("n", 1)
+
+
+def _code(name: str) -> str:
+    """``name`` as an inline code span inside a markdown table cell: pipes escaped, backticks fenced."""
+    fence = "``" if "`" in name else "`"
+    pad = " " if name.startswith("`") or name.endswith("`") else ""
+    return f"{fence}{pad}{name}{pad}{fence}".replace("|", "\\|")
+
+
+def _one_line(text: str) -> str:
+    """A message on one line (a markdown list item ends at a line that starts another)."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
 def _cell_text(r: dict[str, Any] | None) -> str:
@@ -64,8 +88,12 @@ def _cell_text(r: dict[str, Any] | None) -> str:
         return "—"
     if r.get("top1") is None:
         return f"{r['outcome']}"
-    delta = (r["top1"] - r["dense_top1"]) * 100
-    return f"{_pct(r['top1'], r.get('top1_std'))} ({delta:+.2f})"
+    text = _pct(r["top1"], r.get("top1_std"))
+    if r.get("dense_top1") is not None:
+        text += f" ({(r['top1'] - r['dense_top1']) * 100:+.2f})"
+    if r.get("finished", r.get("n", 1)) < r.get("n", 1):
+        text += f" [{r['finished']} of {r['n']} seeds; {r['outcome']}]"
+    return text
 
 
 def _speed_text(r: dict[str, Any] | None) -> str:
@@ -99,7 +127,7 @@ def _robustness(board: dict[str, Any], entries: list[dict[str, Any]], delta: flo
         worst = min(shifts, key=lambda x: (x["prune_potential"], x["distribution"]), default=None)
         table.append(
             [
-                f"`{pruner}`",
+                _code(pruner),
                 _potential_text(by.get((pruner, NOMINAL))),
                 _potential_text(by.get((pruner, SUITE))),
                 "—" if worst is None else f"{_potential_text(worst)} ({worst['distribution']})",
@@ -160,14 +188,16 @@ def leaderboard(
         potentials = {p: e for (d, a, p), e in nominal.items() if (d, a) == (dataset, arch)}
         board = _board(rows, potentials)
         board_names.append(f"{dataset}/{arch}")
-        dense = rows[0]
+        dense: dict[str, Any] = {
+            key: next((r[key] for r in rows if r.get(key) is not None), None) for key in DENSE_FACTS
+        }
         lines += ["", f"## {dataset} / {arch}", ""]
         facts = []
-        if dense.get("dense_top1") is not None:
+        if dense["dense_top1"] is not None:
             facts.append(f"top-1 {_pct(dense['dense_top1'])}%")
-        if dense.get("params"):
+        if dense["params"]:
             facts.append(f"{dense['params']:,} parameters")
-        if dense.get("dense_macs"):
+        if dense["dense_macs"]:
             facts.append(f"{dense['dense_macs'] / 1e6:.3f}M MACs")
         if facts:
             lines += ["Dense parent: " + ", ".join(facts) + ".", ""]
@@ -178,7 +208,7 @@ def leaderboard(
             table.append(
                 [
                     str(e["rank"]) if e["rank"] is not None else "incomplete",
-                    f"`{e['pruner']}`",
+                    _code(e["pruner"]),
                     _pct(e["area"]),
                     *(_cell_text(e["cells"].get(c)) for c in compressions),
                     _potential_text(e["potential"]),
@@ -187,6 +217,9 @@ def leaderboard(
             if e["rank"] is not None:
                 overall.setdefault(e["pruner"], []).append(e["rank"])
         lines.append(_markdown(headers, table))
+        if board["ranked"] != compressions:
+            span = ", ".join(map(format_compression, board["ranked"])) or "none"
+            lines += ["", f"Ranked over the compressions every pruner of this board has: {span}."]
         if any(r.get("theoretical_speedup") is not None for r in rows):
             lines += [
                 "",
@@ -195,17 +228,17 @@ def leaderboard(
                 "",
             ]
             speed_rows = [
-                [f"`{e['pruner']}`", *(_speed_text(e["cells"].get(c)) for c in compressions)] for e in board["entries"]
+                [_code(e["pruner"]), *(_speed_text(e["cells"].get(c)) for c in compressions)] for e in board["entries"]
             ]
             lines.append(_markdown(["pruner", *map(format_compression, compressions)], speed_rows))
         if any(r.get("corruption_mean_top1") is not None for r in rows):
             mine = [e for e in potential_entries if (e["dataset"], e["arch"]) == (dataset, arch)]
             lines += ["", *_robustness(board, mine, delta)]
         for title, file in (plots or {}).get((dataset, arch), []):
-            lines += ["", f"![{title}]({file})"]
+            lines += ["", f"![{title}]({file if re.fullmatch(r'[A-Za-z0-9._/-]+', file) else f'<{file}>'})"]
         errors = [error for r in rows for error in r["errors"]]
         if errors:
-            lines += ["", "Errors:", ""] + [f"- {error}" for error in errors]
+            lines += ["", "Errors:", ""] + [f"- {_one_line(error)}" for error in errors]
     if plot_note:
         lines += ["", f"_{plot_note}_"]
     lines += ["", "## Overall", ""]
@@ -213,7 +246,7 @@ def leaderboard(
     lines.append(
         _markdown(
             ["#", "pruner", "mean rank", "boards"],
-            [[str(i), f"`{p}`", f"{statistics.fmean(r):.2f}", str(len(r))] for i, (p, r) in enumerate(ranking, 1)],
+            [[str(i), _code(p), f"{statistics.fmean(r):.2f}", str(len(r))] for i, (p, r) in enumerate(ranking, 1)],
         )
     )
     lines += ["", f"Mean rank over the {len(board_names)} board(s) where the pruner has every compression."]
@@ -275,6 +308,9 @@ def write_leaderboard(
         note = None
     except PlotsUnavailable as exc:
         plots, note = {}, str(exc)
+        messages.append(note)
+    except Exception as exc:  # a plot must never cost the leaderboard itself
+        plots, note = {}, f"plots not drawn: matplotlib failed ({type(exc).__name__}: {_one_line(str(exc))})"
         messages.append(note)
     text = leaderboard(records, environment, plots, note, sources)
     atomic_write_bytes(path, text.encode())

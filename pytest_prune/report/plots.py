@@ -7,6 +7,7 @@ The PNGs go beside the leaderboard as ``<stem>-<dataset>-<arch>-compression.png`
 
 from __future__ import annotations
 
+import re
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,18 @@ def _pyplot() -> Any:
     return plt
 
 
+def _label(name: str) -> str:
+    """A legend label that shows ``name`` as it is: no mathtext from "$", and not hidden by a leading "_"."""
+    name = name.replace("$", r"\$")
+    return "\u200b" + name if name.startswith("_") else name
+
+
+def file_part(name: str) -> str:
+    """``name`` made safe in a file name and a relative link: runs of other characters than letters, digits,
+    ".", "_" and "-" become "_" (a ":" would read as a URL scheme, and Windows refuses it)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
 def _figure(plt: Any, rows: list[dict[str, Any]], x_key: str, x_label: str, title: str, path: Path) -> bool:
     """Draw one figure; False (nothing written) when no row has an x value."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
@@ -46,7 +59,7 @@ def _figure(plt: Any, rows: list[dict[str, Any]], x_key: str, x_label: str, titl
         if not points:
             continue
         xs, ys, stds = zip(*points, strict=True)
-        ax.plot(xs, ys, marker="o", label=pruner)
+        ax.plot(xs, ys, marker="o", label=_label(pruner))
         if any(stds):
             low = [y - s for y, s in zip(ys, stds, strict=True)]
             high = [y + s for y, s in zip(ys, stds, strict=True)]
@@ -58,7 +71,7 @@ def _figure(plt: Any, rows: list[dict[str, Any]], x_key: str, x_label: str, titl
     ax.set_xscale("log", base=2)
     ax.set_xlabel(x_label)
     ax.set_ylabel("top-1 accuracy % (finetuned)")
-    ax.set_title(title)
+    ax.set_title(title.replace("$", r"\$"))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
@@ -82,7 +95,7 @@ def draw_plots(leaderboard: Path, records: list[dict[str, Any]]) -> dict[tuple[s
             ("compression", "compression_achieved", "compression (total / nonzero parameters)"),
             ("speedup", "theoretical_speedup", "theoretical speedup (dense MACs / MACs × density)"),
         ):
-            name = f"{leaderboard.stem}-{dataset}-{arch}-{kind}.png"
+            name = f"{leaderboard.stem}-{file_part(dataset)}-{file_part(arch)}-{kind}.png"
             title = f"{dataset} / {arch}: top-1 vs {kind}"
             if _figure(plt, rows, x_key, x_label, title, leaderboard.parent / name):
                 out.setdefault((dataset, arch), []).append((title, name))

@@ -17,6 +17,9 @@ from tabulate import tabulate
 from ..matrix import format_compression
 from .aggregate import summaries
 
+DENSE_FACTS = ("dense_top1", "params", "dense_macs")
+"""The dense parent's facts in a board's title, each from the first row that has it (an errored one may not)."""
+
 ACCURACY_HEADERS = (
     "pruner",
     "target\ncompression",
@@ -46,7 +49,7 @@ def _x(value: float | None) -> str:
 
 
 def _accuracy_row(r: dict[str, Any]) -> list[Any]:
-    delta = None if r.get("top1") is None else (r["top1"] - r["dense_top1"]) * 100
+    delta = None if r.get("top1") is None or r.get("dense_top1") is None else (r["top1"] - r["dense_top1"]) * 100
     return [
         r["pruner"],
         format_compression(r["compression"]),
@@ -102,9 +105,11 @@ def summary_tables(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
     out = []
     for (dataset, arch), group in groupby(summaries(records), key=lambda r: (r["dataset"], r["arch"])):
         rows = sorted(group, key=lambda r: (r["pruner"], r["compression"]))
-        dense = next((r for r in rows if r.get("dense_top1") is not None), None)
+        dense: dict[str, Any] = {
+            key: next((r[key] for r in rows if r.get(key) is not None), None) for key in DENSE_FACTS
+        }
         title = f"pytest-prune: {dataset} / {arch}"
-        if dense is not None:
+        if dense["dense_top1"] is not None:
             title += (
                 f" (dense top-1 {dense['dense_top1']:.2%}"
                 + (f", {dense['params']:,} params" if dense.get("params") else "")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pytest_prune.gate import compare, verdict
-from pytest_prune.results import SCHEMA, ResultsError, load_results, matrix_differences
+from pytest_prune.results import SCHEMA, ResultsError, incomparable, load_results, matrix_differences
 
 
 def rec(pruner="magnitude", compression=8.0, seed=0, top1=0.95, **extra):
@@ -82,6 +82,22 @@ def test_missing_and_errored_cells_regress():
     assert found[1] == "d/a/gone/8x: missing: in the baseline but not in the current results"
 
 
+def test_a_seed_that_errors_or_goes_missing_under_repeats_regresses():
+    """The mean of the seeds that finished would pass for the cell: seed 2 (the one that collapsed) must not
+    vanish from the verdict."""
+    base = [rec(seed=0, top1=0.86), rec(seed=1, top1=0.34), rec(seed=2, top1=0.10)]
+    errored = [*base[:2], rec(seed=2, top1=None, outcome="error", error="d-a-magnitude-8x-seed2: CUDA out of memory")]
+    assert regressions(base, errored) == [
+        "d/a/magnitude/8x: seed 2: no result now (the baseline had top-1 10.00%): CUDA out of memory"
+    ]
+    assert regressions(base, base[:2]) == [
+        "d/a/magnitude/8x: seed 2 missing: in the baseline (top-1 10.00%), not in the current results"
+    ]
+    assert regressions(base, base) == []
+    # a seed that had no result in the baseline either is no regression
+    assert regressions([*base[:2], errored[2]], errored) == []
+
+
 def document(**changes):
     out = {"schema": SCHEMA, "environment": {"epochs": 2, "schedule": "oneshot"}, "results": [rec()]}
     out.update(changes)
@@ -96,8 +112,24 @@ def document(**changes):
         (json.dumps(document(schema="pytest-prune/0")), "results schema 'pytest-prune/0'; this pytest-prune reads"),
         (json.dumps({"results": []}), "not a pytest-prune results JSON"),
         (json.dumps(document(results=[{"dataset": "d"}])), "'results' must be a list of records"),
+        (json.dumps(document(results=[{**rec(), "compression": "8x"}])), r"record 0 \(d-a-magnitude-8x-seed0\): compr"),
+        (json.dumps(document(results=[rec(outcome="ok")])), "outcome 'ok' is not one of passed, skipped, failed"),
+        (json.dumps(document(results=[rec(top1=float("nan"))])), "top1 nan is not a fraction in"),
+        (json.dumps(document(results=[rec(top1=95.0)])), r"top1 95.0 is not a fraction in \[0, 1\]"),
+        (json.dumps(document(results=[rec(seed="0")])), "seed '0' is not an integer"),
     ],
-    ids=["missing", "truncated", "schema", "foreign", "bad-records"],
+    ids=[
+        "missing",
+        "truncated",
+        "schema",
+        "foreign",
+        "bad-records",
+        "compression",
+        "outcome",
+        "nan",
+        "percent",
+        "seed",
+    ],
 )
 def test_bad_results_files_say_what_is_wrong(tmp_path, content, message):
     path = tmp_path / "results.json"
@@ -115,3 +147,16 @@ def test_results_from_different_matrices_are_named():
         "epochs 2 vs 5",
         "schedule 'oneshot' vs 'iterative:3'",
     ]
+
+
+def test_merged_results_must_share_their_robustness_settings_too():
+    a = {"epochs": 2, "robustness": {"corruptions": ["jpeg"], "severities": [1, 2]}, "delta_points": 0.5}
+    assert incomparable("a.json", a, "b.json", dict(a), merging=True) is None
+    b = {**a, "robustness": {"corruptions": ["jpeg", "pixelate"], "severities": [1, 2]}, "delta_points": 2.0}
+    why = incomparable("a.json", a, "b.json", b, merging=True)
+    assert why == (
+        "a.json and b.json come from different matrices (robustness corruptions ['jpeg'] vs ['jpeg', 'pixelate']; "
+        "delta_points 0.5 vs 2.0)"
+    )
+    assert incomparable("a.json", a, "b.json", b) is None  # the gate compares top-1 and MACs only
+    assert incomparable("a.json", a, "b.json", {"epochs": 2}, merging=True) is None  # robustness off in one

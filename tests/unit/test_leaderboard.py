@@ -157,3 +157,69 @@ def test_the_ranking_area_is_correctly_rounded_on_every_python():
     90.83 on the other from the same JSON; terms that cancel tell the two apart."""
     # trapezoid terms 1e16, 1, -1e16 over three octaves: the exact mean is 1/3, a naive sum gives 0
     assert area([(2, 2e16), (4, 0.0), (8, 2.0), (16, -2e16 - 2)]) == 1 / 3
+
+
+def board_of(text, arch="lenet5"):
+    return text.split(f"## mnist5k / {arch}")[1].split("## ")[0]
+
+
+def test_a_pruner_with_an_errored_seed_is_incomplete_not_ranked_on_the_seeds_that_finished():
+    rows = [r for r in records() if r["arch"] == "lenet5"]
+    rows = [
+        record("lenet5", "random", 8, 1, None, error="mnist5k-lenet5-random-8x-seed1: pruner raised\nassert 0 > 1")
+        if (r["pruner"], r["compression"], r["seed"]) == ("random", 8.0, 1)
+        else r
+        for r in rows
+    ]
+    board = board_of(leaderboard(rows, ENVIRONMENT))
+    assert "| incomplete | `random`" in board
+    assert "93.00 (-4.90) [1 of 2 seeds; error]" in board  # seed 0 alone, and says so
+    assert "- mnist5k-lenet5-random-8x-seed1: error: pruner raised assert 0 > 1\n" in board  # one list item
+
+
+def test_a_first_seed_without_dense_fields_neither_crashes_nor_hides_the_parent():
+    rows = [r for r in records() if r["arch"] == "lenet5"]
+    bare = {"id": "x", "dataset": "mnist5k", "arch": "lenet5", "pruner": "global_magnitude", "compression": 2.0}
+    rows[0] = {**bare, "seed": 0, "outcome": "error", "error": "x: killed", "top1": None}  # no dense fields at all
+    text = leaderboard(rows, ENVIRONMENT)
+    assert "Dense parent: top-1 97.90%, 431,080 parameters, 2.293M MACs." in board_of(text)
+    from pytest_prune.report.tables import summary_tables
+
+    assert "(dense top-1 97.90%, 431,080 params, 2.293M MACs)" in summary_tables(rows)[0][0]
+
+
+def test_merged_grids_rank_over_the_compressions_every_pruner_has():
+    rows = [r for r in records() if r["arch"] == "lenet5" and not (r["pruner"] == "random" and r["compression"] == 32)]
+    board = board_of(leaderboard(rows, ENVIRONMENT))
+    assert "| incomplete" not in board
+    assert "Ranked over the compressions every pruner of this board has: 2x, 8x." in board
+    # the mean of the 2x and 8x top-1 (seed means): global magnitude (97.9 + 97.6) / 2, random (96.9 + 92.9) / 2
+    assert "| 1      | `global_magnitude` | 97.75" in board and "| 2      | `random`           | 94.90" in board
+
+
+def test_names_cannot_break_the_markdown_or_the_plot_links(tmp_path):
+    rows = [{**r, "pruner": "a|b"} if r["pruner"] == "random" else r for r in records() if r["arch"] == "lenet5"]
+    rows += [{**r, "arch": "tv:resnet18"} for r in records() if r["arch"] == "resnet20"]
+    text = leaderboard(rows, ENVIRONMENT)
+    assert "| `a\\|b` " in text and "`a|b`" not in text
+    if pytest.importorskip("matplotlib"):
+        rows.append({**rows[0], "pruner": "_private$x^2$"})  # mathtext and matplotlib's hidden-label prefix
+        path = tmp_path / "My Board.md"
+        assert write_leaderboard(path, rows, ENVIRONMENT) == []
+        assert (tmp_path / "My Board-mnist5k-tv_resnet18-compression.png").is_file()
+        assert "](<My Board-mnist5k-tv_resnet18-compression.png>)" in path.read_text()
+
+
+def test_a_plot_that_fails_costs_the_plots_not_the_leaderboard(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from pytest_prune.report import plots
+
+    def broken(*args, **kwargs):
+        raise ValueError("bad\nmathtext")
+
+    monkeypatch.setattr(plots, "_figure", broken)
+    path = tmp_path / "LB.md"
+    assert write_leaderboard(path, records(), ENVIRONMENT) == [
+        "plots not drawn: matplotlib failed (ValueError: bad mathtext)"
+    ]
+    assert "## Overall" in path.read_text()
