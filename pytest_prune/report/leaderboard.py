@@ -24,6 +24,7 @@ from tabulate import tabulate
 from ..matrix import format_compression
 from ..robustness.potential import NOMINAL, SUITE, potential_summary, prune_potential
 from .aggregate import summaries
+from .robustness import missing_note, potential_text
 from .tables import DENSE_FACTS
 
 
@@ -112,8 +113,7 @@ def _speed_text(r: dict[str, Any] | None) -> str:
 def _potential_text(entry: dict[str, Any] | None) -> str:
     if entry is None:
         return "—"
-    text = ("≥" if entry["capped"] else "") + _pct(entry["prune_potential"], entry.get("prune_potential_std"))
-    return text
+    return potential_text(entry, _pct).replace("*", "\\*")
 
 
 def _robustness(board: dict[str, Any], entries: list[dict[str, Any]], delta: float) -> list[str]:
@@ -217,6 +217,9 @@ def leaderboard(
             if e["rank"] is not None:
                 overall.setdefault(e["pruner"], []).append(e["rank"])
         lines.append(_markdown(headers, table))
+        gaps = missing_note(e for e in potential_entries if (e["dataset"], e["arch"]) == (dataset, arch))
+        if gaps:
+            lines += ["", gaps.replace("*", "\\*", 1)]
         if board["ranked"] != compressions:
             span = ", ".join(map(format_compression, board["ranked"])) or "none"
             lines += ["", f"Ranked over the compressions every pruner of this board has: {span}."]

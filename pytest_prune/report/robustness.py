@@ -3,7 +3,7 @@ error and agreement per cell, and prune potential per distribution (rows) and pr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tabulate import tabulate
@@ -77,11 +77,31 @@ def potential_table(entries: Iterable[dict[str, Any]], order: list[str]) -> str:
         row = [name]
         for pruner in pruners:
             e = cell.get((name, pruner))
-            row.append(
-                "" if e is None else ("≥" if e["capped"] else "") + _pct(e["prune_potential"], e["prune_potential_std"])
-            )
+            row.append("" if e is None else potential_text(e, _pct))
         table.append(row)
-    return tabulate(table, headers=["distribution", *pruners], tablefmt="simple", disable_numparse=True)
+    text = tabulate(table, headers=["distribution", *pruners], tablefmt="simple", disable_numparse=True)
+    note = missing_note(summary)
+    return text + ("" if note is None else "\n" + note)
+
+
+def potential_text(entry: dict[str, Any], pct: Callable[[float | None, float | None], str]) -> str:
+    """A summary entry's prune potential: "≥" where the sweep caps it, "*" where cells have no result."""
+    text = pct(entry["prune_potential"], entry.get("prune_potential_std"))
+    return ("≥" if entry["capped"] else "") + text + ("*" if entry.get("missing") else "")
+
+
+def missing_note(summary: Iterable[dict[str, Any]]) -> str | None:
+    """The legend of "*": per pruner, the cells its prune potentials had to do without."""
+    gaps: dict[str, list[str]] = {}
+    for e in summary:
+        for gap in e.get("missing") or []:
+            gaps.setdefault(e["pruner"], [])
+            if gap not in gaps[e["pruner"]]:
+                gaps[e["pruner"]].append(gap)
+    if not gaps:
+        return None
+    listed = "; ".join(f"{pruner}: {', '.join(found)}" for pruner, found in sorted(gaps.items()))
+    return f"*: computed without the cells that have no result (errored or not run), so possibly too low: {listed}"
 
 
 def robustness_text(rows: list[dict[str, Any]], entries: list[dict[str, Any]], delta: float) -> str:

@@ -4,7 +4,15 @@ largest sparsity in the sweep whose top-1 error is within δ of the dense parent
 Computed on the controller at the end of the session from every record (serial or from all xdist workers).
 As in the paper, a passing sparsity counts even when a lower one failed. The figure is quantised to the
 sweep and cannot exceed its largest sparsity: when the largest one tested passes, it is flagged ``capped``
-(the true potential is at least that). Records without a finetuned top-1 (errored cells) do not take part.
+(the true potential is at least that).
+
+A corruption's distribution is its images at every severity run, pooled (its top-1 is the mean over the
+severities, which have equal sizes); run ``--prune-severities 3`` for the paper's protocol, each corruption
+at severity 3.
+
+Records without a finetuned top-1 (errored cells) cannot take part; an entry names, as ``missing``, the
+compressions of the (dataset, arch, pruner) sweep, over all seeds and records, that it has no result for,
+so a gap never passes silently for a smaller potential or a cap.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ import statistics
 from collections.abc import Iterable
 from itertools import groupby
 from typing import Any
+
+from ..matrix import format_compression
 
 NOMINAL = "nominal"
 SUITE = "corruption mean"
@@ -35,17 +45,24 @@ def _key(record: dict[str, Any]) -> tuple[str, str, str, int]:
 
 def prune_potential(records: Iterable[dict[str, Any]], delta_points: float) -> list[dict[str, Any]]:
     """One entry per (dataset, arch, pruner, seed, distribution), in a stable order."""
+    records = list(records)
+    sweeps: dict[tuple[str, str, str], set[float]] = {}
+    seeds: dict[tuple[str, str, str], set[int]] = {}
+    for r in records:
+        sweeps.setdefault(_key(r)[:3], set()).add(r["compression"])
+        seeds.setdefault(_key(r)[:3], set()).add(r["seed"])
     finished = sorted((r for r in records if r.get("top1") is not None and r.get("sparsity") is not None), key=_key)
     out = []
     for (dataset, arch, pruner, seed), group in groupby(finished, key=_key):
         cells = list(group)
         largest = max(r["sparsity"] for r in cells)
-        shifts = [(r["sparsity"], distributions(r)) for r in cells]
-        names = list(dict.fromkeys(name for _, by_name in shifts for name in by_name))
+        shifts = [(r["compression"], r["sparsity"], distributions(r)) for r in cells]
+        names = list(dict.fromkeys(name for _, _, by_name in shifts for name in by_name))
         for name in names:
-            tested = [(sparsity, by_name[name]) for sparsity, by_name in shifts if name in by_name]
-            passing = [s for s, (top1, dense) in tested if (1 - top1) <= (1 - dense) + delta_points / 100 + 1e-12]
+            tested = [(c, sparsity, by_name[name]) for c, sparsity, by_name in shifts if name in by_name]
+            passing = [s for _, s, (top1, dense) in tested if (1 - top1) <= (1 - dense) + delta_points / 100 + 1e-12]
             potential = max(passing, default=0.0)
+            missing = sorted(sweeps[dataset, arch, pruner] - {c for c, _, _ in tested})
             out.append(
                 {
                     "dataset": dataset,
@@ -58,13 +75,21 @@ def prune_potential(records: Iterable[dict[str, Any]], delta_points: float) -> l
                     "largest_sparsity": largest,
                     "delta_points": delta_points,
                     "cells": len(tested),
+                    "missing": [format_compression(c) for c in missing],
+                    "sweep_seeds": sorted(seeds[dataset, arch, pruner]),
                 }
             )
     return out
 
 
+def _absent_seeds(rows: list[dict[str, Any]]) -> list[int]:
+    """Seeds of the sweep with no entry for this distribution (no result at any compression)."""
+    return sorted(set(rows[0].get("sweep_seeds", [])) - {e["seed"] for e in rows})
+
+
 def potential_summary(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Entries folded over seeds: mean and sample std of the prune potential, capped if any seed was."""
+    """Entries folded over seeds: mean and sample std of the prune potential, capped if any seed was, and every
+    seed's missing compressions (``"8x (seed 1)"``)."""
     key = lambda e: (e["dataset"], e["arch"], e["pruner"], e["distribution"])  # noqa: E731
     out = []
     for (dataset, arch, pruner, name), group in groupby(sorted(entries, key=key), key=key):
@@ -80,6 +105,8 @@ def potential_summary(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
                 "prune_potential_std": statistics.stdev(values) if len(values) > 1 else None,
                 "capped": any(e["capped"] for e in rows),
                 "n": len(rows),
+                "missing": [f"{c} (seed {e['seed']})" for e in rows for c in e.get("missing", [])]
+                + [f"every compression (seed {seed})" for seed in _absent_seeds(rows)],
             }
         )
     return out

@@ -72,6 +72,7 @@ def test_eps_agreement_falls_with_the_noise_and_is_reproducible():
 
 def record(pruner, sparsity, top1, dense=0.95, seed=0, corrupted=None, dense_corrupted=None):
     r = {"dataset": "d", "arch": "a", "pruner": pruner, "seed": seed, "sparsity": sparsity, "top1": top1}
+    r["compression"] = round(1 / (1 - sparsity), 6)
     r["dense_top1"] = dense
     if corrupted is not None:
         r["corruption_top1"] = {"gaussian_noise": {"1": corrupted, "3": corrupted}}
@@ -104,6 +105,24 @@ def test_a_passing_largest_sparsity_is_capped_and_gaps_do_not_stop_the_search():
     assert out[("r", NOMINAL)]["prune_potential"] == 0.0 and out[("r", NOMINAL)]["cells"] == 1
     assert potentials([record("m", 0.5, 0.944)], delta=0.5)[("m", NOMINAL)]["prune_potential"] == 0.0
     assert potentials([record("m", 0.5, 0.945)], delta=0.5)[("m", NOMINAL)]["prune_potential"] == 0.5
+
+
+def test_cells_without_a_result_are_named_never_passed_over():
+    """Seed 1's 4x cell errored and seed 2 errored everywhere: seed 1's potential stands at 50% without it and
+    must say so, and the summary must not read as the mean over complete sweeps."""
+    rows = [record("m", 0.5, 0.95, seed=s) for s in (0, 1, 2)]
+    rows += [record("m", 0.75, 0.95, seed=0), record("m", 0.75, None, seed=1)]
+    rows = [r for r in rows if r["seed"] != 2] + [{**record("m", 0.5, None, seed=2), "sparsity": None}]
+    entries = {e["seed"]: e for e in prune_potential(rows, 0.5) if e["distribution"] == NOMINAL}
+    assert entries[0]["missing"] == [] and entries[0]["capped"]
+    assert entries[1]["missing"] == ["4x"] and entries[1]["prune_potential"] == 0.5 and 2 not in entries
+    (summary,) = potential_summary(e for e in entries.values())
+    assert summary["missing"] == ["4x (seed 1)", "every compression (seed 2)"]
+    from pytest_prune.report.robustness import potential_table
+
+    table = potential_table(prune_potential(rows, 0.5), [NOMINAL])
+    assert "≥62.50 ± 17.68*" in table
+    assert table.endswith("so possibly too low: m: 4x (seed 1), every compression (seed 2)")
 
 
 def test_seeds_fold_into_mean_and_std():
