@@ -355,16 +355,27 @@ class Cell(CachedStages):
         """Corrupted accuracy, excess error and functional similarity of the finetuned model."""
         from .robustness.stage import cell_robustness
 
-        settings = self.store.settings
-        material = {
-            "corruptions": list(settings.corruptions),
-            "severities": list(settings.severities),
-            "eps": list(settings.eps),
-            "eps_images": settings.eps_images,
-            "eps_draws": settings.eps_draws,
-        }
+        material = robustness_material(self.store.settings, self.case)
         cached(
             self._stages,
             "robustness",
             lambda: self._stage("robustness", material, lambda: cell_robustness(self, self.finetuned())),
         )
+
+
+def robustness_material(settings: Settings, case: Case) -> dict[str, Any]:
+    """What the robustness stage's numbers depend on beyond the finetuned model: the suite's settings, the
+    separately trained model (its similarity to the parent is in the record) and Pillow's codecs (JPEG and
+    pixelate are Pillow's, to the bit)."""
+    from .reference import SEPARATE_SEED, weights_identity
+    from .robustness.pillow_exact import codec_versions
+
+    return {
+        "corruptions": list(settings.corruptions),
+        "severities": list(settings.severities),
+        "eps": list(settings.eps),
+        "eps_images": settings.eps_images,
+        "eps_draws": settings.eps_draws,
+        "reference": weights_identity(case.dataset, case.arch, settings.threads, SEPARATE_SEED),
+        "codecs": codec_versions(),
+    }

@@ -147,6 +147,15 @@ def train_reference(
     return buffer.getvalue()
 
 
+def weights_identity(dataset_name: str, arch: str, threads: int = 1, seed: int = REFERENCE_SEED) -> str:
+    """What fixes the weights ``load_pretrained`` gives, known without loading or training them: the shipped
+    file's sha256, or the content key of the training that makes them."""
+    entry = read_manifest().get(manifest_key(dataset_name, arch, seed))
+    if entry is not None:
+        return f"shipped {entry['sha256']}"
+    return f"trained {training_key(dataset_name, arch, pretrain_recipe(dataset_name, arch), threads, seed)}"
+
+
 def load_pretrained(
     dataset_name: str,
     arch: str,

@@ -256,11 +256,17 @@ def _draw_signs(x: torch.Tensor, params: tuple[Any, ...], g: torch.Generator) ->
 
 
 def rotation(x: torch.Tensor, degrees: float, sign: torch.Tensor) -> torch.Tensor:
-    """Rotate each image by ±``degrees`` (the sign drawn per image) about its centre; corners fill with 0."""
+    """Rotate each image by ±``degrees`` (the sign drawn per image) about its centre; corners fill with 0.
+
+    The grid's coordinates span [−1, 1] across each side, so on an image of height H and width W the sine
+    terms are scaled by H/W and W/H: a rotation in pixels, not a shear (by 1 on square images).
+    """
+    height, width = x.shape[-2:]
     angle = torch.tensor([-1.0, 1.0], dtype=torch.float64) * math.radians(degrees)
     cos, sin = torch.cos(angle), torch.sin(angle)
     zero = torch.zeros_like(cos)
-    theta = torch.stack((torch.stack((cos, -sin, zero), 1), torch.stack((sin, cos, zero), 1)), 1)
+    rows = (torch.stack((cos, -sin * (height / width), zero), 1), torch.stack((sin * (width / height), cos, zero), 1))
+    theta = torch.stack(rows, 1)
     grids = _grids(tuple(theta.flatten().tolist()), *x.shape[-2:], x.dtype)
     return _sample(x, grids.index_select(0, sign))
 

@@ -326,6 +326,16 @@ def _jpeg_per_image(rgb: np.ndarray, quality: int) -> np.ndarray:
 
 
 @functools.cache
+def codec_versions() -> dict[str, str | None]:
+    """Pillow's version and its JPEG codec's: what JPEG and pixelate give depends on them."""
+    import PIL
+    from PIL import features
+
+    jpeg, turbo = features.version("jpg"), features.version("libjpeg_turbo")
+    return {"pillow": PIL.__version__, "jpeg": jpeg, "libjpeg_turbo": turbo}
+
+
+@functools.cache
 def _libjpeg_turbo() -> bool:
     """Whether Pillow's JPEG codec is libjpeg-turbo, whose colour conversion and upsampling ``_Colour`` follows."""
     from PIL import features

@@ -141,6 +141,21 @@ def test_rotation_by_its_angle():
     assert torch.allclose(angles, torch.full_like(angles, 30.0), atol=1.0)
 
 
+@pytest.mark.parametrize(("height", "width"), [(41, 81), (81, 41)])
+def test_rotation_of_an_oblong_image_is_rigid_not_a_shear(height, width):
+    """A bar from the centre, rotated by ±30°: the same angle and the same length in pixels as on a square."""
+    cy, cx = height // 2, width // 2
+    x = torch.zeros(8, 1, height, width)
+    x[:, :, cy, cx + 5 : cx + 20] = 1.0
+    out = CORRUPTIONS["rotation"].apply(x, 30, torch.Generator().manual_seed(0))[:, 0]
+    ys, xs = torch.meshgrid(torch.arange(height) - cy, torch.arange(width) - cx, indexing="ij")
+    angles = torch.rad2deg(torch.atan2((out * ys).sum((1, 2)), (out * xs).sum((1, 2)))).abs()
+    assert torch.allclose(angles, torch.full_like(angles, 30.0), atol=1.0)
+    radius = (out * (xs**2 + ys**2).sqrt()).sum((1, 2)) / out.sum((1, 2))  # mean distance from the centre
+    assert torch.allclose(radius, torch.full_like(radius, 12.0), atol=0.3)
+    assert torch.allclose(out.sum((1, 2)), torch.full((8,), 15.0), atol=0.5)  # the bar keeps its mass
+
+
 def test_skips_name_their_reason():
     assert CORRUPTIONS["saturate"].skip_reason(1) == "saturate needs 3-channel images; the data has 1"
     assert CORRUPTIONS["gaussian_noise"].skip_reason(5) is None

@@ -104,3 +104,23 @@ def test_an_architecture_that_rejects_the_input_shape_is_named(tmp_path):
 def test_manifest_is_valid_json_with_schema():
     document = json.loads((reference_dir() / "manifest.json").read_text())
     assert document["schema"] == "pytest-prune-manifest/1"
+
+
+def test_the_robustness_stage_is_keyed_by_the_separate_model_and_pillows_codecs(user_arch, monkeypatch):
+    """Cells served from the cache must not keep a retrained separate model's similarity, or another codec's JPEG."""
+    from pytest_prune.matrix import Case
+    from pytest_prune.pipeline import robustness_material
+    from pytest_prune.robustness import pillow_exact
+    from pytest_prune.settings import build
+
+    settings = build({"robustness": True})
+    shipped = robustness_material(settings, Case("mnist5k", "lenet5", "random", 2.0, 0))
+    sha = read_manifest()["mnist5k/lenet5/seed1"]["sha256"]
+    assert shipped["reference"] == f"shipped {sha}"
+    assert shipped["codecs"] == pillow_exact.codec_versions() and shipped["codecs"]["pillow"]
+    trained = robustness_material(settings, Case("digits", user_arch, "random", 2.0, 0))["reference"]
+    assert trained.startswith("trained ")
+    other_threads = build({"robustness": True, "threads": 2})
+    assert robustness_material(other_threads, Case("digits", user_arch, "random", 2.0, 0))["reference"] != trained
+    monkeypatch.setattr(reference, "read_manifest", lambda folder=None: {})  # the shipped file withdrawn
+    assert robustness_material(settings, Case("mnist5k", "lenet5", "random", 2.0, 0))["reference"].startswith("trained")
