@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .options import DEFAULT_TOLERANCE
+
+
+def _points(text: str) -> float:
+    """A number of top-1 points: finite and ≥ 0 (argparse turns the error into a usage message, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of points ≥ 0")
+    return value
+
 
 BUILTIN_PAIRS = [(d, a) for d in ("mnist5k", "digits") for a in ("lenet300_100", "lenet5", "resnet20")]
 
@@ -150,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     expect = commands.add_parser("expect", help="derive accuracy expectations from results JSON files")
     expect.add_argument("results", nargs="+", help="results JSON written by --prune-json")
     expect.add_argument("-o", "--output", default="reference_models/expectations.json")
-    expect.add_argument("--margin", type=float, default=1.5, help="points below the measured top-1 (default 1.5)")
+    expect.add_argument("--margin", type=_points, default=1.5, help="points below the measured top-1 (default 1.5)")
     expect.set_defaults(run=_expect)
     board = commands.add_parser("leaderboard", help="merge results JSON files into a markdown leaderboard")
     board.add_argument("results", nargs="+", help="results JSON files written by --prune-json (merged)")
@@ -162,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("baseline", help="results JSON of the reference run")
     cmp.add_argument("current", help="results JSON of the run to check")
     cmp.add_argument(
-        "--tolerance", type=float, default=DEFAULT_TOLERANCE, help="top-1 points a cell may lose (default %(default)s)"
+        "--tolerance",
+        type=_points,
+        default=DEFAULT_TOLERANCE,
+        help="top-1 points a cell may lose (default %(default)s)",
     )
     cmp.set_defaults(run=_compare)
     return parser

@@ -76,12 +76,26 @@ def _prune_cell(prune_case: Case, _prune_store: Store) -> Cell:
     return _prune_store.cell(prune_case)
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that name a problem with the user's input (data, weights, a name or spec, a setting) and what to
+    do: their message is the whole report, without the harness's traceback."""
+    from .data.disk import DataError
+    from .reference import WeightsError
+    from .registry import SpecError
+    from .settings import SettingsError
+
+    return DataError, WeightsError, SpecError, SettingsError
+
+
 def _run(cell: Cell, record: dict[str, Any], stage: str) -> Any:
     __tracebackhide__ = True
     try:
         return getattr(cell, stage)()
+    except _user_errors() as exc:
+        message = f"{type(exc).__name__}: {exc}"
     finally:
         record.update(cell.fields)
+    pytest.fail(message, pytrace=False)  # outside the handler: no "during handling" chain
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import os
 import shlex
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,6 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controller (or a plain run) gathers records
         from .results import Collector
 
+        _check_outputs(settings)
         baseline = _baseline(settings) if settings.baseline is not None else None
         command = shlex.join(["pytest", *config.invocation_params.args])
         config.pluginmanager.register(Collector(settings, baseline, command), "pytest_prune.collector")
@@ -103,6 +105,31 @@ def _names_known(config: pytest.Config) -> bool:
         return False  # (xdist collects in the controller under --collect-only)
     settings = config.stash[SETTINGS]
     return all_builtin(settings.pruners, settings.archs, settings.datasets)
+
+
+def _check_outputs(settings: Settings) -> None:
+    """The results JSON and the leaderboard can be written, before any work: a folder, an unwritable place or
+    one file for both would otherwise cost the session's results at its end."""
+    outputs = {"--prune-json": settings.json_path, "--prune-leaderboard": settings.leaderboard}
+    given = {option: path for option, path in outputs.items() if path is not None}
+    if len(given) == 2 and given["--prune-json"].resolve() == given["--prune-leaderboard"].resolve():
+        raise pytest.UsageError(
+            f"--prune-json and --prune-leaderboard both name {given['--prune-json']}: the leaderboard would "
+            "overwrite the results; give them different files"
+        )
+    for option, path in given.items():
+        if path.is_dir():
+            raise pytest.UsageError(f"{option} {path}: is a folder; give a file name, e.g. {path / 'results.json'}")
+        folder = path.resolve().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise pytest.UsageError(f"{option} {path}: cannot create its folder {folder} ({exc.strerror})") from None
+        try:  # the writers replace the file atomically through a temporary file beside it
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe"):
+                pass
+        except OSError as exc:
+            raise pytest.UsageError(f"{option} {path}: cannot write in {folder} ({exc.strerror})") from None
 
 
 def _baseline(settings: Settings) -> dict[str, Any]:
@@ -140,6 +167,14 @@ def _check_device(settings: Settings, worker: str | None) -> Settings:
         )
     if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
         raise pytest.UsageError(f"--prune-device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+    if parsed.type not in ("cpu", "cuda"):  # mps, xpu, ...: usable only if a tensor goes there and back
+        try:
+            torch.ones(1, device=parsed).add(1).cpu()
+        except Exception as exc:
+            raise pytest.UsageError(
+                f"--prune-device {device}: torch cannot compute there ({type(exc).__name__}: {exc}); "
+                "use cpu, cuda, cuda:N or cuda:auto"
+            ) from None
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) if worker else 1
     contention = shared_device(settings.device, workers, torch.cuda.device_count())
     return dataclasses.replace(settings, device=device, contention=contention)

@@ -126,15 +126,15 @@ def shared_device(device: str, workers: int, cuda_count: int) -> str | None:
     )
 
 
-def split_list(values: Sequence[str] | str | None) -> tuple[str, ...]:
+def split_list(values: Sequence[Any] | str | None) -> tuple[str, ...]:
     """Split comma/whitespace separated values, keeping order and dropping duplicates."""
     if values is None:
         return ()
     if isinstance(values, str):
         values = [values]
     out: list[str] = []
-    for value in values:
-        for item in re.split(r"[,\s]+", value):
+    for value in values:  # an ini list of numbers (prune_compression = [2, 4]) arrives as numbers
+        for item in re.split(r"[,\s]+", str(value)):
             if item and item not in out:
                 out.append(item)
     return tuple(out)
@@ -168,6 +168,8 @@ def _number(name: str, text: str, convert: Callable[[str], Any], lo: float | Non
         value = convert(text)
     except ValueError:
         raise SettingsError(f"--prune-{name.replace('_', '-')}: {text!r} is not a valid number") from None
+    if not math.isfinite(value):  # nan compares false with everything, so it would pass every threshold
+        raise SettingsError(f"--prune-{name.replace('_', '-')}: {text!r} is not a finite number")
     if lo is not None and value < lo:
         raise SettingsError(f"--prune-{name.replace('_', '-')}: {text!r} must be ≥ {lo}")
     return value

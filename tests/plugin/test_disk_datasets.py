@@ -44,6 +44,9 @@ def test_a_missing_data_root_errors_its_cells_with_the_layout(pytester, monkeypa
     row = next(r for r in records(pytester.path / "out.json") if r["dataset"] == "cifar100")
     assert "give --prune-data-root DIR (or set PYTEST_PRUNE_DATA)" in row["error"]
     assert "cifar-100-python/{train, test}" in row["error"]
+    # the message is the whole report: no harness traceback in front of it
+    result.stdout.fnmatch_lines(["*ERROR at setup of test_prune[[]cifar100-*", "DataError: dataset 'cifar100'*"])
+    assert "staging.py" not in result.stdout.str() and "Traceback" not in result.stdout.str()
 
 
 def test_pytest_prune_train_reads_the_data_root_and_records_the_recipe(pytester):

@@ -160,3 +160,15 @@ def test_merged_results_must_share_their_robustness_settings_too():
     )
     assert incomparable("a.json", a, "b.json", b) is None  # the gate compares top-1 and MACs only
     assert incomparable("a.json", a, "b.json", {"epochs": 2}, merging=True) is None  # robustness off in one
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "-5", "inf"])
+def test_the_compare_command_refuses_a_tolerance_that_would_pass_or_fail_everything(tmp_path, tolerance, capsys):
+    from pytest_prune.cli import main
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(document()))
+    with pytest.raises(SystemExit) as info:
+        main(["compare", str(path), str(path), "--tolerance", tolerance])
+    assert info.value.code == 2 and "must be a finite number of points ≥ 0" in capsys.readouterr().err
+    assert main(["compare", str(path), str(path), "--tolerance", "0"]) == 0

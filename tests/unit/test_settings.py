@@ -20,6 +20,9 @@ def test_lists_split_on_commas_and_repeats():
     s = build({"pruner": ["x.py:f", "global_*"], "compression": ["2,8x"], "epochs": "0", "threads": "2"})
     assert s.pruners == ("x.py:f", "global_*") and s.pruners_given
     assert (s.compressions, s.epochs, s.threads) == ((2.0, 8.0), 0, 2)
+    # an ini list of numbers (prune_compression = [2, 4] in pyproject.toml) arrives as numbers
+    assert split_list([2, 4.5]) == ("2", "4.5")
+    assert build({"compression": [2, 4], "severities": [1, 3]}).compressions == (2.0, 4.0)
 
 
 @pytest.mark.parametrize(
@@ -43,6 +46,11 @@ def test_bad_compressions_are_named(values, message):
         ({"schedule": "iterative"}, "--prune-schedule: 'iterative' is not a schedule; use oneshot or iterative:N"),
         ({"schedule": "iterative:1"}, "fewer than 2 rounds; iterative:1 is oneshot"),
         ({"schedule": "gradual:3"}, "not a schedule"),
+        ({"max_drop": "nan"}, "--prune-max-drop: 'nan' is not a finite number"),  # nan passes every threshold
+        ({"min_top1": "nan"}, "--prune-min-top1: 'nan' is not a finite number"),
+        ({"tolerance": "nan"}, "--prune-tolerance: 'nan' is not a finite number"),
+        ({"delta": "inf"}, "--prune-delta: 'inf' is not a finite number"),
+        ({"eps": "0.1,nan"}, "--prune-eps: 'nan' is not a finite number"),
     ],
 )
 def test_bad_numbers_are_named(raw, message):
@@ -84,3 +92,29 @@ def test_workers_timing_on_one_gpu_are_told_their_latencies_contend():
     assert shared_device("cuda:auto", 4, 4) is None  # a GPU per worker
     assert shared_device("cuda", 1, 1) is None  # a plain run
     assert shared_device("cpu", 8, 1) is None  # each worker times on its own CPU thread(s)
+
+
+def test_a_device_torch_cannot_compute_on_is_a_usage_error():
+    from pytest_prune.plugin import _check_device
+
+    with pytest.raises(pytest.UsageError, match="--prune-device meta: torch cannot compute there"):
+        _check_device(build({"device": "meta"}), None)
+    with pytest.raises(pytest.UsageError, match="--prune-device: 'abacus' is not a torch device"):
+        _check_device(build({"device": "abacus"}), None)
+
+
+def test_output_files_are_checked_before_any_work(tmp_path):
+    from pytest_prune.plugin import _check_outputs
+
+    def check(**raw):
+        _check_outputs(build({key: str(value) for key, value in raw.items()}))
+
+    check(json=tmp_path / "new" / "r.json", leaderboard=tmp_path / "LB.md")
+    assert (tmp_path / "new").is_dir() and not list((tmp_path / "new").iterdir())  # no probe left behind
+    with pytest.raises(pytest.UsageError, match="both name .*same.json: the leaderboard would overwrite the results"):
+        check(json=tmp_path / "same.json", leaderboard=tmp_path / "." / "same.json")
+    with pytest.raises(pytest.UsageError, match="--prune-json .*: is a folder; give a file name"):
+        check(json=tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(pytest.UsageError, match="--prune-leaderboard .*file/LB.md: cannot create its folder"):
+        check(leaderboard=tmp_path / "file" / "LB.md")
