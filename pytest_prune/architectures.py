@@ -171,7 +171,8 @@ class CifarVGG(nn.Module):
     """CIFAR VGG with BatchNorm (the torch.ch ``vgg_bn_drop`` family that ShrinkBench ships).
 
     Features: each 3×3 convolution (padding 1, with bias) is followed by BatchNorm and ReLU, each "M" by a
-    2×2 max-pool; the five pools take 32×32 to 1×1. Classifier: dropout 0.5, Linear(512, 512),
+    2×2 max-pool; the five pools take 32×32 to 1×1. To adapt to other image sizes the pools round up (the
+    same on even sizes: 28×28 goes 14, 7, 4, 2, 1) and a global average pool follows (the identity on 1×1). Classifier: dropout 0.5, Linear(512, 512),
     BatchNorm1d(512), ReLU, dropout 0.5, Linear(512, classes). VGG-16 on 3×32×32 with 10 classes has
     14,991,946 parameters (BatchNorm included) and 313,463,808 MACs (convolutions and linear layers).
     """
@@ -182,11 +183,12 @@ class CifarVGG(nn.Module):
         channels = int(input_shape[0])
         for item in VGG_CONFIGS[depth]:
             if item == "M":
-                layers.append(nn.MaxPool2d(2))
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
             else:
                 layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.BatchNorm2d(int(item)), nn.ReLU()]
                 channels = int(item)
         self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Dropout(0.5),
             nn.Linear(512, 512),
@@ -197,7 +199,7 @@ class CifarVGG(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
 @architecture

@@ -143,17 +143,18 @@ def test_imagenet_without_torchvision_or_folders_is_a_clear_error(monkeypatch, t
         load_dataset("imagenet", tmp_path)
 
 
-def test_an_architecture_that_rejects_the_input_shape_names_dataset_and_shape():
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 8, 8), (3, 20, 24), (3, 64, 64)])
+def test_the_vggs_adapt_to_channels_and_image_size(shape):
+    """Rounding-up pools and a global average pool: MNIST's 28×28 goes 14, 7, 4, 2, 1 (it used to reach 0).
+    On 3×32×32 nothing changes (the parameter and MAC counts above)."""
     from pytest_prune.data.base import ImageDataset
 
-    gray = ImageDataset(
-        torch.zeros(4, 1, 28, 28),
+    data = ImageDataset(
+        torch.rand(4, *shape),
         torch.zeros(4, dtype=torch.int64),
-        torch.zeros(2, 1, 28, 28),
+        torch.rand(2, *shape),
         torch.zeros(2, dtype=torch.int64),
-        10,
+        7,
     )
-    with pytest.raises(
-        Exception, match=r"architecture 'vgg16' does not accept dataset 'mnist' inputs of shape \(1, 28, 28\)"
-    ):
-        build_model("vgg16", gray, "mnist")
+    model = build_model("vgg11", data, "user").eval()
+    assert model(data.test_x).shape == (2, 7)
