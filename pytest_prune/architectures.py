@@ -172,9 +172,10 @@ class CifarVGG(nn.Module):
 
     Features: each 3×3 convolution (padding 1, with bias) is followed by BatchNorm and ReLU, each "M" by a
     2×2 max-pool; the five pools take 32×32 to 1×1. To adapt to other image sizes the pools round up (the
-    same on even sizes: 28×28 goes 14, 7, 4, 2, 1) and a global average pool follows (the identity on 1×1). Classifier: dropout 0.5, Linear(512, 512),
-    BatchNorm1d(512), ReLU, dropout 0.5, Linear(512, classes). VGG-16 on 3×32×32 with 10 classes has
-    14,991,946 parameters (BatchNorm included) and 313,463,808 MACs (convolutions and linear layers).
+    same on even sizes: 28×28 goes 14, 7, 4, 2, 1) and a global average pool follows (the identity on 1×1).
+    Classifier: dropout 0.5, Linear(512, 512), BatchNorm1d(512), ReLU, dropout 0.5, Linear(512, classes).
+    VGG-16 on 3×32×32 with 10 classes has 14,991,946 parameters (BatchNorm included) and 313,463,808 MACs
+    (convolutions and linear layers).
     """
 
     def __init__(self, depth: int, input_shape: Sequence[int], num_classes: int) -> None:
