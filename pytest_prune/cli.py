@@ -93,7 +93,7 @@ def _expect(args: argparse.Namespace) -> int:
 
 def _leaderboard(args: argparse.Namespace) -> int:
     from .report.leaderboard import write_leaderboard
-    from .results import ResultsError, incomparable, load_results
+    from .results_file import ResultsError, incomparable, load_results
 
     try:
         documents = [(Path(p), load_results(Path(p))) for p in args.results]
@@ -123,7 +123,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from .gate import compare, verdict
-    from .results import ResultsError, incomparable, load_results
+    from .results_file import ResultsError, incomparable, load_results
 
     try:
         baseline, current = load_results(Path(args.baseline)), load_results(Path(args.current))

@@ -134,7 +134,8 @@ def _check_outputs(settings: Settings) -> None:
 
 def _baseline(settings: Settings) -> dict[str, Any]:
     """The --prune-baseline results, checked before any work: unreadable or incomparable is a usage error."""
-    from .results import ResultsError, environment, incomparable, load_results
+    from .results import environment
+    from .results_file import ResultsError, incomparable, load_results
 
     assert settings.baseline is not None
     try:

@@ -132,7 +132,7 @@ def expectations_from_results(paths: Iterable[Path], output: Path, margin: float
     other hardware with any seed, so it is held to what all its seeds reached.
     """
     from .files import atomic_write_bytes
-    from .results import load_results
+    from .results_file import load_results
 
     measured: dict[str, dict[int, dict[str, Any]]] = {}
     found: dict[str, Any] | None = None

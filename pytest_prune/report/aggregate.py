@@ -51,13 +51,14 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def _first(group: list[dict[str, Any]], key: str) -> Any:
-    return next((r[key] for r in group if r.get(key) is not None), None)
+def first_value(rows: Iterable[dict[str, Any]], key: str) -> Any:
+    """``key`` of the first row that has it (not None), else None: an errored repeat may lack the shared facts."""
+    return next((r[key] for r in rows if r.get(key) is not None), None)
 
 
 def summarise(group: list[dict[str, Any]]) -> dict[str, Any]:
     """One summary of the repeats of a cell: shared keys, ``n``, ``seeds``, ``KEY`` (mean) and ``KEY_std``."""
-    out: dict[str, Any] = {key: _first(group, key) for key in SHARED}
+    out: dict[str, Any] = {key: first_value(group, key) for key in SHARED}
     out["n"], out["seeds"] = len(group), sorted(r["seed"] for r in group)
     out["finished"] = sum(r.get("top1") is not None for r in group)  # repeats with a finetuned top-1
     outcomes = [r["outcome"] for r in group]
@@ -70,7 +71,7 @@ def summarise(group: list[dict[str, Any]]) -> dict[str, Any]:
         keys = sorted({k for d in dicts for k in d}, key=float)
         out[key] = {k: statistics.fmean(d[k] for d in dicts if k in d) for k in keys} or None
     for key in ("compacted", "compacted_params", "macs_uncounted", "latency_note", "corruptions_skipped"):
-        out[key] = _first(group, key)
+        out[key] = first_value(group, key)
     out["errors"] = [
         f"{r['id']}: {r['outcome']}: {r['error'].removeprefix(r['id'] + ': ')}" for r in group if r.get("error")
     ]

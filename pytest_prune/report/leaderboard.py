@@ -23,7 +23,7 @@ from tabulate import tabulate
 
 from ..matrix import format_compression
 from ..robustness.potential import NOMINAL, SUITE, potential_summary, prune_potential
-from .aggregate import summaries
+from .aggregate import first_value, summaries
 from .robustness import missing_note, potential_text
 from .tables import DENSE_FACTS
 
@@ -69,7 +69,7 @@ def _board(rows: list[dict[str, Any]], potentials: dict[str, dict[str, Any]]) ->
 
 def _finished(r: dict[str, Any]) -> bool:
     """Every repeat of the cell has a finite top-1."""
-    return r.get("top1") is not None and math.isfinite(r["top1"]) and r.get("finished", r.get("n", 1)) == r.get("n", 1)
+    return r.get("top1") is not None and math.isfinite(r["top1"]) and r["finished"] == r["n"]
 
 
 def _code(name: str) -> str:
@@ -92,7 +92,7 @@ def _cell_text(r: dict[str, Any] | None) -> str:
     text = _pct(r["top1"], r.get("top1_std"))
     if r.get("dense_top1") is not None:
         text += f" ({(r['top1'] - r['dense_top1']) * 100:+.2f})"
-    if r.get("finished", r.get("n", 1)) < r.get("n", 1):
+    if r["finished"] < r["n"]:
         text += f" [{r['finished']} of {r['n']} seeds; {r['outcome']}]"
     return text
 
@@ -188,9 +188,7 @@ def leaderboard(
         potentials = {p: e for (d, a, p), e in nominal.items() if (d, a) == (dataset, arch)}
         board = _board(rows, potentials)
         board_names.append(f"{dataset}/{arch}")
-        dense: dict[str, Any] = {
-            key: next((r[key] for r in rows if r.get(key) is not None), None) for key in DENSE_FACTS
-        }
+        dense = {key: first_value(rows, key) for key in DENSE_FACTS}
         lines += ["", f"## {dataset} / {arch}", ""]
         facts = []
         if dense["dense_top1"] is not None:

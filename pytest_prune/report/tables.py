@@ -15,7 +15,7 @@ from typing import Any
 from tabulate import tabulate
 
 from ..matrix import format_compression
-from .aggregate import summaries
+from .aggregate import first_value, summaries
 
 DENSE_FACTS = ("dense_top1", "params", "dense_macs")
 """The dense parent's facts in a board's title, each from the first row that has it (an errored one may not)."""
@@ -105,9 +105,7 @@ def summary_tables(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
     out = []
     for (dataset, arch), group in groupby(summaries(records), key=lambda r: (r["dataset"], r["arch"])):
         rows = sorted(group, key=lambda r: (r["pruner"], r["compression"]))
-        dense: dict[str, Any] = {
-            key: next((r[key] for r in rows if r.get(key) is not None), None) for key in DENSE_FACTS
-        }
+        dense = {key: first_value(rows, key) for key in DENSE_FACTS}
         title = f"pytest-prune: {dataset} / {arch}"
         if dense["dense_top1"] is not None:
             title += (

@@ -68,7 +68,7 @@ def test_the_changelog_names_the_package_version():
 def test_leaderboard_md_is_what_the_harness_writes_from_its_results_json(tmp_path):
     """LEADERBOARD.md is regenerated from benchmarks/leaderboard.json byte for byte, plots included."""
     from pytest_prune.report.leaderboard import write_leaderboard
-    from pytest_prune.results import load_results
+    from pytest_prune.results_file import load_results
 
     document = load_results(README.parent / "benchmarks" / "leaderboard.json")
     write_leaderboard(tmp_path / "LEADERBOARD.md", document["results"], document["environment"], ["leaderboard.json"])

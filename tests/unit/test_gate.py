@@ -7,7 +7,8 @@ import json
 import pytest
 
 from pytest_prune.gate import compare, verdict
-from pytest_prune.results import SCHEMA, ResultsError, incomparable, load_results, matrix_differences
+from pytest_prune.results import SCHEMA
+from pytest_prune.results_file import ResultsError, incomparable, load_results, matrix_differences
 
 
 def rec(pruner="magnitude", compression=8.0, seed=0, top1=0.95, **extra):
