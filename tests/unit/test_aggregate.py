@@ -53,3 +53,13 @@ def test_the_table_shows_mean_plus_minus_std_and_pass_counts():
     assert "85.00 ± 7.07" in text and "1/2 passed" in text
     assert "repeats: mean ± sample std over seeds 0, 1" in text
     assert "d-a-random-8x-seed1: failed: too low" in text
+
+
+def test_wide_pruner_names_keep_the_columns_aligned():
+    """CJK names take two terminal cells a character: the table pads by display width (tabulate with wcwidth)."""
+    from wcwidth import wcswidth
+
+    (_, text) = summary_tables([record(0, 0.90, pruner="剪枝法"), record(0, 0.80, pruner="magnitude")])[0]
+    lines = text.splitlines()
+    wide, plain = (next(line for line in lines if name in line) for name in ("剪枝法", "magnitude"))
+    assert wcswidth(wide[: wide.index("90.00")]) == wcswidth(plain[: plain.index("80.00")]), lines
