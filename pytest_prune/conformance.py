@@ -18,7 +18,7 @@ from torch import nn
 
 from .data.base import Batches
 from .errors import NotApplicable
-from .masks import MaskError, count_to_remove, derive_masks, prunable_names
+from .masks import MaskError, companion, count_to_remove, derive_masks, prunable_names
 from .train import seed_everything
 
 AMOUNT_TOLERANCE = 0.05
@@ -133,7 +133,7 @@ def check_pruner(fn: Callable[..., Any], spec: ArchSpec, amount: float, batch_si
         reject()  # the pruner says it does not apply here: draw another architecture
     except MaskError as exc:
         raise AssertionError(f"invalid masks on {spec}: {exc}") from exc
-    strays = [n for n in sorted(set(masks) - prunable) if not _companion(masks[n], masks, prunable)]
+    strays = [n for n in sorted(set(masks) - prunable) if not companion(masks[n], masks, prunable)]
     assert not strays, f"masks remove parameters that are not prunable weights: {strays} on {spec}"
     removed = sum(int((~mask).sum()) for mask in masks.values())
     target = count_to_remove(amount, total)
@@ -161,23 +161,6 @@ def filter_unit(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         unit = producer_weight[0].numel() + (producer.bias is not None) + consumer_weight.shape[0] * chain.block
         units.append(unit + (2 if chain.norm else 0))
     return max(units)
-
-
-def _companion(mask: torch.Tensor, masks: dict[str, torch.Tensor], prunable: set[str]) -> bool:
-    """Where a structured pruner may touch a parameter that is not a prunable weight: a removed filter's bias
-    or BatchNorm channel (a 1-D mask whose removed entries are fully removed rows of a prunable weight of the
-    same length), or the next layer's input channels that read a removed filter (whole input columns)."""
-    removed = ~mask
-    if not removed.any():
-        return True
-    if mask.ndim == 1:
-        return any(
-            bool(((~masks[p]).flatten(1).all(dim=1) | mask).all())
-            for p in prunable
-            if p in masks and masks[p].shape[0] == mask.shape[0]
-        )
-    per_input = removed.transpose(0, 1).flatten(1)  # one row per input channel (or feature)
-    return bool((per_input.any(dim=1) == per_input.all(dim=1)).all())
 
 
 EXAMPLES = 60

@@ -50,11 +50,15 @@ def prunable_names(model: nn.Module) -> list[str]:
     return [f"{names[id(module)]}.{attr}".lstrip(".") for module, attr in prunable(model)]
 
 
-def amount_for(total: int, prunable_count: int, compression: float) -> float:
+def amount_for(total: int, prunable_count: int, compression: float, fixed_nonzero: int | None = None) -> float:
     """Fraction of the prunable weights to remove so that total/nonzero = ``compression``.
 
-    Removing ``r`` weights gives compression total/(total − r), so r = total·(1 − 1/compression) and
-    amount = r / prunable. Raises ValueError when the target needs more than every prunable weight.
+    The nonzero parameters left are the ``fixed_nonzero`` ones outside the prunable weights (all of them,
+    ``total − prunable``, unless given) plus the prunable weights kept, so keep = total/compression −
+    fixed_nonzero of them and amount = 1 − keep / prunable. With every parameter nonzero that is
+    ShrinkBench's r = total·(1 − 1/compression) removed; parameters that are zero already (a BatchNorm
+    shift at its initial 0, say) count as the zeros they are. Raises ValueError when the target needs
+    more than every prunable weight.
     """
     if compression < 1 or not math.isfinite(compression):
         raise ValueError(f"compression must be a finite number ≥ 1, got {compression}")
@@ -62,20 +66,30 @@ def amount_for(total: int, prunable_count: int, compression: float) -> float:
         if compression == 1:
             return 0.0
         raise ValueError("the model has no prunable weights (conv/linear weights other than the classifier)")
-    amount = total * (1.0 - 1.0 / compression) / prunable_count
+    fixed = total - prunable_count if fixed_nonzero is None else fixed_nonzero
+    already_zero = total - prunable_count - fixed
+    amount = (total * (1.0 - 1.0 / compression) - already_zero) / prunable_count
     if amount >= 1.0:
-        ceiling = total / max(total - prunable_count, 1)
+        ceiling = total / max(fixed, 1)
         raise ValueError(
             f"compression {compression:g}x is not reachable: removing every prunable weight gives "
-            f"{ceiling:.3g}x ({total - prunable_count:,} of {total:,} parameters are not prunable)"
+            f"{ceiling:.3g}x ({fixed:,} of {total:,} parameters are not prunable and nonzero)"
         )
-    return amount
+    return max(amount, 0.0)
 
 
 def amount_for_model(model: nn.Module, compression: float) -> float:
-    """``amount_for`` with the counts taken from ``model``: all its parameters and its prunable weights."""
-    total = sum(p.numel() for p in model.parameters())
-    return amount_for(total, sum(getattr(m, a).numel() for m, a in prunable(model)), compression)
+    """``amount_for`` with the counts taken from ``model``: all its parameters, its prunable weights, and the
+    nonzero parameters among the others."""
+    weights = {id(getattr(m, a)) for m, a in prunable(model)}
+    total = prunable_count = fixed = 0
+    for param in model.parameters():
+        total += param.numel()
+        if id(param) in weights:
+            prunable_count += param.numel()
+        else:
+            fixed += int(torch.count_nonzero(param))
+    return amount_for(total, prunable_count, compression, fixed)
 
 
 def count_to_remove(amount: float, numel: int) -> int:
@@ -151,13 +165,65 @@ def derive_masks(model: nn.Module, returned: Any, dense_state: Mapping[str, torc
             if not torch.isfinite(param).all():
                 raise MaskError(f"pruner left NaN or infinite values in {name!r}")
             before = dense_state.get(name)
-            if name not in masks and before is not None and before.shape == param.shape:
+            if before is not None and before.shape == param.shape:
                 newly_zero = (param == 0) & (before.to(param.device) != 0)
-                if newly_zero.any():
-                    masks[name] = param != 0
+                if newly_zero.any():  # zeroed in place, whether or not a returned mask also covers it
+                    masks[name] = masks[name] & ~newly_zero if name in masks else param != 0
             if name in masks:
                 param.mul_(masks[name])
     return masks
+
+
+def companion(mask: torch.Tensor, masks: dict[str, torch.Tensor], prunable: set[str]) -> bool:
+    """Where a structured pruner may touch a parameter that is not a prunable weight: a removed filter's bias
+    or BatchNorm channel (a 1-D mask whose removed entries are fully removed rows of a prunable weight of the
+    same length), or the next layer's input channels that read a removed filter (whole input columns)."""
+    removed = ~mask
+    if not removed.any():
+        return True
+    if mask.ndim == 1:
+        return any(
+            bool(((~masks[p]).flatten(1).all(dim=1) | mask).all())
+            for p in prunable
+            if p in masks and masks[p].shape[0] == mask.shape[0]
+        )
+    per_input = removed.transpose(0, 1).flatten(1)  # one row per input channel (or feature)
+    return bool((per_input.any(dim=1) == per_input.all(dim=1)).all())
+
+
+def check_contract(model: nn.Module, masks: Mapping[str, torch.Tensor], before: Mapping[str, torch.Tensor]) -> None:
+    """What a benchmark cell demands of a pruner beyond valid masks, as the conformance suite does: it keeps
+    the architecture's parameters, masks only prunable weights (and a removed filter's companions), and
+    leaves every weight it keeps as it was. Otherwise a MaskError names the breach.
+
+    A pruner that trained, rescaled or added parameters would be scored for more than its choice of weights:
+    only the pruner may vary, and finetuning is the same for every pruner.
+    """
+    params = dict(model.named_parameters())
+    reshaped = sorted(set(params) ^ set(before)) + [
+        name for name in params if name in before and params[name].shape != before[name].shape
+    ]
+    if reshaped:
+        raise MaskError(
+            f"the pruner added, removed or reshaped parameters ({', '.join(reshaped[:5])}); a pruner only "
+            "chooses weights to remove, so every parameter keeps its name and shape"
+        )
+    prunable = set(prunable_names(model))
+    strays = [name for name in sorted(set(masks) - prunable) if not companion(masks[name], masks, prunable)]
+    if strays:
+        raise MaskError(
+            f"masks remove parameters that are not prunable weights: {strays}; prunable: "
+            f"{', '.join(sorted(prunable))} (the classifier, biases and BatchNorm stay, except the bias and "
+            "BatchNorm channel of a removed filter and the next layer's inputs from it)"
+        )
+    for name, param in params.items():
+        now, then = param.detach(), before[name].to(param.device)
+        kept = masks.get(name)
+        if not (torch.equal(now, then) if kept is None else torch.equal(now[kept], then[kept])):
+            raise MaskError(
+                f"the pruner changed kept weights of {name!r}; a pruner only chooses weights to remove (set "
+                "them to zero or return masks): training belongs to finetuning, which every pruner gets alike"
+            )
 
 
 class MaskEnforcer:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .cache import CellCache, CorruptEntry
 from .data.base import Batches, ImageDataset, load_dataset
-from .masks import MaskEnforcer, MaskError, amount_for_model, check_compression, derive_masks
+from .masks import MaskEnforcer, MaskError, amount_for_model, check_compression, check_contract, derive_masks
 from .matrix import Case
 from .metrics import count_macs, count_params, macs_summary, uncounted_modules
 from .metrics.compaction import Compaction, compact
@@ -258,6 +258,10 @@ class Cell(CachedStages):
                     f"pruner {case.pruner!r} raised {type(exc).__name__}: {exc} (cell {where}, amount {amount:.4f})"
                 ) from exc
             masks = derive_masks(model, returned, before)
+            try:
+                check_contract(model, masks, before)
+            except MaskError as exc:
+                raise MaskError(f"{where}: pruner {case.pruner!r}: {exc}") from None
             for name, mask in previous.items():
                 masks[name] = masks[name] & mask if name in masks else mask
             seconds = self.fields.setdefault("seconds", {})

@@ -98,11 +98,16 @@ def probe_forward(
         for name, module in model.named_modules()
         if select(module)
     ]
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     try:
         model.eval()
+        # nn.MultiheadAttention's eval-mode fast path is one fused op that FlopCounterMode counts as zero;
+        # its composite path makes the same products as linear and matmul calls, which are counted
+        torch.backends.mha.set_fastpath_enabled(False)
         with around or contextlib.nullcontext():
             model(torch.zeros((1, *input_shape), device=device))
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         for handle in handles:
             handle.remove()
         for module, mode in modes.items():

@@ -132,3 +132,27 @@ def test_models_without_functional_products_never_pay_for_flop_counter(monkeypat
         assert macs_summary(count_macs(factory((1, 28, 28), 10), (1, 28, 28)))[0] > 0
     with pytest.raises(AssertionError, match="FlopCounterMode used"):
         count_macs(Functional("operator"), (2, 6, 8))
+
+
+class SelfAttention(nn.Module):
+    """Tokens (L, E) through nn.MultiheadAttention (batch first, as vision transformers use it), then a head."""
+
+    def __init__(self):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):  # x: (1, 6, 8)
+        return self.head(self.attention(x, x, x, need_weights=False)[0].mean(1))
+
+
+def test_multihead_attention_is_counted_in_eval_mode_too():
+    """Its eval-mode fast path is one fused op that FlopCounterMode counts as zero; counting takes the other path."""
+    from pytest_prune.metrics import FUNCTIONAL
+
+    length, embed = 6, 8
+    projections = length * embed * 3 * embed + length * embed * embed  # q, k, v in; out
+    attention = 2 * length * length * embed  # QKᵀ and AV over both heads
+    counts = {c.name: c.macs for c in count_macs(SelfAttention(), (length, embed))}
+    assert counts == {FUNCTIONAL: projections + attention, "head": embed * 3}
+    assert torch.backends.mha.get_fastpath_enabled()  # restored

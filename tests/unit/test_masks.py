@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -36,6 +38,27 @@ def test_amount_follows_shrinkbench_definition():
     assert amount_for(1000, 900, 1.0) == 0.0
 
 
+def test_parameters_that_are_zero_already_count_towards_the_target(tiny_cnn):
+    from pytest_prune.masks import amount_for_model
+
+    # 1000 params, 900 prunable, 60 of the other 100 zero already: 4x keeps 250 nonzero, 40 of them fixed
+    assert amount_for(1000, 900, 4.0, fixed_nonzero=40) == pytest.approx(1 - 210 / 900)
+    with torch.no_grad():
+        for module in tiny_cnn.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.bias.zero_()  # BatchNorm's shift as initialised
+    total = sum(p.numel() for p in tiny_cnn.parameters())
+    amount = amount_for_model(tiny_cnn, 1.5)
+    weights = [getattr(m, a) for m, a in prunable(tiny_cnn)]
+    removed = round(amount * sum(w.numel() for w in weights))
+    scores = torch.cat([w.detach().abs().flatten() for w in weights])
+    keep = scores > scores.kthvalue(removed).values
+    nonzero = int(keep.sum()) + sum(
+        int(torch.count_nonzero(p)) for p in tiny_cnn.parameters() if all(p is not w for w in weights)
+    )
+    assert total / nonzero == pytest.approx(1.5, rel=0.01)
+
+
 def test_unreachable_compression_names_the_ceiling():
     with pytest.raises(ValueError, match=r"compression 20x is not reachable.*10x"):
         amount_for(1000, 900, 20.0)
@@ -67,6 +90,16 @@ def test_in_place_zeroing_is_detected(tiny_mlp):
         tiny_mlp[2].weight[:6] = 0
     masks = derive_masks(tiny_mlp, None, state)
     assert list(masks) == ["2.weight"] and int((~masks["2.weight"]).sum()) == 6 * 16
+
+
+def test_weights_zeroed_in_place_join_a_returned_mask_of_the_same_parameter(tiny_mlp):
+    state = dense_state(tiny_mlp)
+    returned = torch.ones(16, 8, dtype=torch.bool)
+    returned[0] = False  # the mask removes row 0 ...
+    with torch.no_grad():
+        tiny_mlp[0].weight[1:4] = 0  # ... and the pruner also zeroed rows 1-3 itself
+    masks = derive_masks(tiny_mlp, {"0.weight": returned}, state)
+    assert not masks["0.weight"][:4].any() and masks["0.weight"][4:].all()  # finetuning keeps all four at zero
 
 
 @pytest.mark.parametrize(
@@ -138,3 +171,50 @@ def test_ln_structured_and_custom_pruning_methods_work_unchanged(tiny_cnn):
     assert set(masks) == {"0.weight", "3.weight"}
     assert int((tiny_cnn[0].weight.flatten(1) == 0).all(1).sum()) == 2  # 2 of 8 filters removed whole
     assert (tiny_cnn[3].weight.view(-1)[::2] == 0).all() and not hasattr(tiny_cnn[3], "weight_orig")
+
+
+def test_the_cell_contract_refuses_what_conformance_refuses(tiny_mlp):
+    from pytest_prune.masks import check_contract
+
+    def pruned(edit, returned=None):
+        model = copy.deepcopy(tiny_mlp)
+        before = dense_state(model)
+        edit(model)
+        masks = derive_masks(model, returned, before)
+        check_contract(model, masks, before)
+        return masks
+
+    def zero_half(model):
+        with torch.no_grad():
+            model[0].weight[:8] = 0
+
+    assert set(pruned(zero_half)) == {"0.weight"}  # an honest pruner passes
+
+    def rescale(model):
+        zero_half(model)
+        with torch.no_grad():
+            model[0].weight[8:] *= 1.5
+
+    with pytest.raises(MaskError, match="changed kept weights of '0.weight'.*training belongs to finetuning"):
+        pruned(rescale)
+    classifier = torch.ones(3, 12, dtype=torch.bool)
+    classifier[0] = False
+    with pytest.raises(MaskError, match=r"not prunable weights: \['4.weight'\]"):
+        pruned(zero_half, {"4.weight": classifier})
+
+    def pad(model):
+        zero_half(model)
+        model.register_parameter("padding", nn.Parameter(torch.zeros(10_000)))
+
+    with pytest.raises(MaskError, match=r"added, removed or reshaped parameters \(padding\)"):
+        pruned(pad)
+
+
+def test_a_removed_filter_may_take_its_bias_and_batchnorm_channel(tiny_cnn):
+    from pytest_prune.masks import check_contract
+
+    before = dense_state(tiny_cnn)
+    with torch.no_grad():
+        tiny_cnn[0].weight[:2] = 0
+    returned = {"0.bias": torch.arange(8) >= 2, "1.weight": torch.arange(8) >= 2, "1.bias": torch.arange(8) >= 2}
+    check_contract(tiny_cnn, derive_masks(tiny_cnn, returned, before), before)
