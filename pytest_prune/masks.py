@@ -174,7 +174,7 @@ def derive_masks(model: nn.Module, returned: Any, dense_state: Mapping[str, torc
     return masks
 
 
-def companion(mask: torch.Tensor, masks: dict[str, torch.Tensor], prunable: set[str]) -> bool:
+def companion(mask: torch.Tensor, masks: Mapping[str, torch.Tensor], prunable: set[str]) -> bool:
     """Where a structured pruner may touch a parameter that is not a prunable weight: a removed filter's bias
     or BatchNorm channel (a 1-D mask whose removed entries are fully removed rows of a prunable weight of the
     same length), or the next layer's input channels that read a removed filter (whole input columns)."""
