@@ -36,6 +36,18 @@ def digest(material: Any) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def data_digest(data: Any) -> str:
+    """sha256 over an ImageDataset's train and test tensors (values, dtypes and shapes)."""
+    import torch
+
+    sha = hashlib.sha256()
+    for tensor in (data.train_x, data.train_y, data.test_x, data.test_y):
+        cpu = tensor.detach().cpu().contiguous()
+        sha.update(f"{cpu.dtype}{tuple(cpu.shape)}".encode())
+        sha.update(cpu.view(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()
+
+
 @functools.cache
 def harness_source() -> str:
     """sha256 over the source files of the installed pytest_prune package: a harness change invalidates."""

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .cache import CellCache, CorruptEntry
+from .cache import CellCache, CorruptEntry, data_digest
 from .data.base import Batches, ImageDataset, load_dataset
 from .masks import MaskEnforcer, MaskError, amount_for_model, check_compression, check_contract, derive_masks
 from .matrix import Case
@@ -125,14 +125,13 @@ class Store:
         def make() -> ImageDataset:
             data = load_dataset(name, self.settings.data_root)
             data.validate(name)
-            if self.cells.enabled:
-                self._dataset_digests[name] = data_digest(data)
+            self._dataset_digests[name] = data_digest(data)  # keys the cells and the trained references
             return data.to(self.settings.device)
 
         return cached(self._datasets, name, make)
 
     def dataset_digest(self, name: str) -> str:
-        """sha256 of the dataset's tensors (computed when it is loaded with the cell cache on)."""
+        """sha256 of the dataset's tensors (computed once, when it is loaded)."""
         self.dataset(name)
         return self._dataset_digests[name]
 
@@ -149,6 +148,7 @@ class Store:
                     self.cache_dir,
                     self.settings.threads,
                     progress=self.progress,
+                    data_sha=self.dataset_digest(dataset_name),
                 )
                 model = pretrained.model.to(self.settings.device).eval()
             pristine = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -171,16 +171,6 @@ class Store:
             while len(self._cells) > CELL_CACHE_SIZE:
                 self._cells.popitem(last=False)
         return self._cells[case]
-
-
-def data_digest(data: ImageDataset) -> str:
-    """sha256 over a dataset's train and test tensors (values, dtypes and shapes)."""
-    sha = hashlib.sha256()
-    for tensor in (data.train_x, data.train_y, data.test_x, data.test_y):
-        cpu = tensor.detach().cpu().contiguous()
-        sha.update(f"{cpu.dtype}{tuple(cpu.shape)}".encode())
-        sha.update(cpu.view(-1).view(torch.uint8).numpy().tobytes())
-    return sha.hexdigest()
 
 
 class Cell(CachedStages):

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .cache import data_digest, harness_source, source_of
 from .data.base import ImageDataset, load_dataset
 from .files import atomic_write_bytes, file_lock
 from .progress import Progress
@@ -115,13 +116,29 @@ def _load_verified(model: nn.Module, path: Path, expected_sha: str, what: str) -
         raise WeightsError(f"{what}: {path} does not fit the architecture: {exc}") from exc
 
 
-def training_key(dataset_name: str, arch: str, recipe: Recipe, threads: int, seed: int = REFERENCE_SEED) -> str:
-    """Content key of a trained reference: architecture and dataset source, recipe, seed, threads, torch."""
+def _module_source(registry: Any, name: str) -> str:
+    """sha256 of the file that defines a registered factory (its helpers and constants count), else of its source."""
+    return source_of(registry.get(name)) or registry.source_hash(name)
+
+
+def training_key(
+    dataset_name: str,
+    arch: str,
+    recipe: Recipe,
+    threads: int,
+    seed: int = REFERENCE_SEED,
+    data_sha: str | None = None,
+) -> str:
+    """Content key of a trained reference: what decides its weights. The files defining the architecture and
+    the dataset, the data itself (``data_sha``, when known), pytest-prune's own code (training, recipes),
+    the recipe, seed, threads and torch."""
     payload = {
         "dataset": dataset_name,
-        "dataset_source": DATASETS.source_hash(dataset_name),
+        "dataset_source": _module_source(DATASETS, dataset_name),
+        "data": data_sha,
         "arch": arch,
-        "arch_source": ARCHITECTURES.source_hash(arch),
+        "arch_source": _module_source(ARCHITECTURES, arch),
+        "harness": harness_source(),
         "recipe": recipe.to_dict(),
         "seed": seed,
         "threads": threads,
@@ -147,13 +164,16 @@ def train_reference(
     return buffer.getvalue()
 
 
-def weights_identity(dataset_name: str, arch: str, threads: int = 1, seed: int = REFERENCE_SEED) -> str:
+def weights_identity(
+    dataset_name: str, arch: str, threads: int = 1, seed: int = REFERENCE_SEED, data_sha: str | None = None
+) -> str:
     """What fixes the weights ``load_pretrained`` gives, known without loading or training them: the shipped
     file's sha256, or the content key of the training that makes them."""
     entry = read_manifest().get(manifest_key(dataset_name, arch, seed))
     if entry is not None:
         return f"shipped {entry['sha256']}"
-    return f"trained {training_key(dataset_name, arch, pretrain_recipe(dataset_name, arch), threads, seed)}"
+    recipe = pretrain_recipe(dataset_name, arch)
+    return f"trained {training_key(dataset_name, arch, recipe, threads, seed, data_sha)}"
 
 
 def load_pretrained(
@@ -164,10 +184,13 @@ def load_pretrained(
     threads: int = 1,
     seed: int = REFERENCE_SEED,
     progress: Progress | None = None,
+    data_sha: str | None = None,
 ) -> Pretrained:
     """The dense model for (dataset, arch): shipped weights if the manifest has them, else trained once and cached.
 
     ``seed`` picks the training seed: the parent's by default, ``SEPARATE_SEED`` for the independent model.
+    Trained weights are cached under ``training_key``, with ``data_sha`` the digest of ``data`` (computed here
+    when not given), so other data or an edited architecture or dataset file trains anew.
     """
     key = manifest_key(dataset_name, arch, seed)
     what = f"pretrained {key}"
@@ -179,7 +202,7 @@ def load_pretrained(
         _load_verified(model, path, entry["sha256"], what)
         return Pretrained(model.eval(), entry["sha256"], "shipped", path)
     recipe = pretrain_recipe(dataset_name, arch)
-    digest_key = training_key(dataset_name, arch, recipe, threads, seed)
+    digest_key = training_key(dataset_name, arch, recipe, threads, seed, data_sha or data_digest(data))
     path = cache_dir / "pretrained" / f"{key.replace('/', '-')}-{digest_key[:16]}.pt"
     sidecar = path.with_suffix(".sha256")
     with file_lock(path.with_suffix(".lock")):

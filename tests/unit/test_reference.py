@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -124,3 +125,32 @@ def test_the_robustness_stage_is_keyed_by_the_separate_model_and_pillows_codecs(
     assert robustness_material(other_threads, Case("digits", user_arch, "random", 2.0, 0))["reference"] != trained
     monkeypatch.setattr(reference, "read_manifest", lambda folder=None: {})  # the shipped file withdrawn
     assert robustness_material(settings, Case("mnist5k", "lenet5", "random", 2.0, 0))["reference"].startswith("trained")
+
+
+def test_a_trained_reference_is_keyed_by_its_data_and_the_whole_file_of_its_architecture(tmp_path):
+    import importlib.util
+    import sys
+
+    source = tmp_path / "user_nets.py"
+    text = (
+        "from torch import nn\n\nWIDTH = 24\n\n\n"
+        "def keyed_user_net(input_shape, num_classes):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, WIDTH), nn.ReLU(), nn.Linear(WIDTH, num_classes))\n"
+    )
+    source.write_text(text)
+    spec = importlib.util.spec_from_file_location("user_nets", source)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["user_nets"] = module
+    spec.loader.exec_module(module)
+    ARCHITECTURES.register(module.keyed_user_net)
+    try:
+        data = digits()
+        assert load_pretrained("digits", "keyed_user_net", data, tmp_path).source == "trained"
+        assert load_pretrained("digits", "keyed_user_net", data, tmp_path).source == "cached"
+        other = dataclasses.replace(data, train_y=data.train_y.roll(1))  # the same shapes, other labels
+        assert load_pretrained("digits", "keyed_user_net", other, tmp_path).source == "trained"
+        source.write_text(text.replace("WIDTH = 24", "WIDTH = 24  # the module changed, not the factory"))
+        assert load_pretrained("digits", "keyed_user_net", data, tmp_path).source == "trained"
+    finally:
+        ARCHITECTURES._entries.pop("keyed_user_net")
+        sys.modules.pop("user_nets")
