@@ -232,6 +232,7 @@ class Collector:
         self.baseline = baseline
         self.findings: list[Any] = []
         self.messages: list[str] = []
+        self.unfinished: dict[str, set[str]] = {}  # record id → its tests set up but not yet called
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         record = next((value for key, value in report.user_properties if key == PROPERTY), None)
@@ -247,6 +248,10 @@ class Collector:
         merged.update({k: v for k, v in record.items() if k not in ("outcome", "error", "tests")})
         if report.nodeid not in merged["tests"]:
             merged["tests"] = sorted([*merged["tests"], report.nodeid])
+        if report.when == "setup" and report.passed:
+            self.unfinished.setdefault(record["id"], set()).add(report.nodeid)
+        elif report.when == "call":
+            self.unfinished.get(record["id"], set()).discard(report.nodeid)
         if OUTCOME_RANK[outcome] > OUTCOME_RANK[merged["outcome"]]:
             merged["outcome"] = outcome
             merged["error"] = _crash_message(report) if report.failed else None
@@ -254,11 +259,20 @@ class Collector:
             self.write()
 
     def sorted_records(self) -> list[dict[str, Any]]:
-        """Records in a stable order (dataset, arch, pruner, compression, seed), whatever the run order."""
+        """Records in a stable order (dataset, arch, pruner, compression, seed), whatever the run order.
+
+        A cell whose test was set up but never reported its call (an interrupt, or still running when the JSON
+        is rewritten) has no verdict yet: it is an error, never the "passed" its setup alone would say.
+        """
         return sorted(
-            self.records.values(),
+            (self._judged(record) for record in self.records.values()),
             key=lambda r: (r["dataset"], r["arch"], r["pruner"], r["compression"], r["seed"]),
         )
+
+    def _judged(self, record: dict[str, Any]) -> dict[str, Any]:
+        if not self.unfinished.get(record["id"]) or OUTCOME_RANK[record["outcome"]] >= OUTCOME_RANK["error"]:
+            return record
+        return {**record, "outcome": "error", "error": "interrupted: its test did not finish"}
 
     def write(self) -> None:
         """Rewrite the JSON file with every record so far."""
@@ -288,7 +302,7 @@ class Collector:
 
     def counts(self) -> str:
         """``30 cells: 28 passed, 1 failed, 1 error; 18 from the cache; 71.2 s in cells``."""
-        records = self.records.values()
+        records = self.sorted_records()
         outcomes = [r["outcome"] for r in records]
         parts = [f"{outcomes.count(o)} {o}" for o in ("passed", "failed", "error", "skipped") if outcomes.count(o)]
         text = f"{len(outcomes)} cell(s): {', '.join(parts)}"

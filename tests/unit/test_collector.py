@@ -1,0 +1,49 @@
+"""The controller's collector: a cell's record and its outcome as the reports of its test arrive."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from pytest_prune.results import PROPERTY, Collector
+from pytest_prune.settings import Settings
+
+
+def report(when, outcome="passed", nodeid="test_cells.py::test_cell[8x]"):
+    record = {"id": "d-a-random-8x-seed0", "dataset": "d", "arch": "a", "pruner": "random", "compression": 8.0}
+    return SimpleNamespace(
+        user_properties=[(PROPERTY, {**record, "seed": 0, "top1": 0.9})],
+        nodeid=nodeid,
+        when=when,
+        passed=outcome == "passed",
+        failed=outcome == "failed",
+        skipped=outcome == "skipped",
+        duration=0.1,
+        longrepr=None,
+        longreprtext="",
+    )
+
+
+def collector():
+    return Collector(Settings(), command="pytest")
+
+
+def test_a_cell_interrupted_after_its_setup_is_an_error_not_passed():
+    seen = collector()
+    seen.pytest_runtest_logreport(report("setup"))  # Ctrl-C in the call: no call report ever comes
+    (record,) = seen.sorted_records()
+    assert (record["outcome"], record["error"]) == ("error", "interrupted: its test did not finish")
+    assert seen.counts().startswith("1 cell(s): 1 error")
+
+
+def test_a_cell_is_judged_by_its_call_once_it_reports():
+    seen = collector()
+    for when in ("setup", "call", "teardown"):
+        seen.pytest_runtest_logreport(report(when))
+    assert [r["outcome"] for r in seen.sorted_records()] == ["passed"]
+    failed = collector()
+    failed.pytest_runtest_logreport(report("setup"))
+    failed.pytest_runtest_logreport(report("call", "failed"))
+    assert [r["outcome"] for r in failed.sorted_records()] == ["failed"]
+    skipped = collector()
+    skipped.pytest_runtest_logreport(report("setup", "skipped"))  # a skip in setup has no call
+    assert [r["outcome"] for r in skipped.sorted_records()] == ["skipped"]
