@@ -63,11 +63,15 @@ def source_of(obj: Any) -> str | None:
     """sha256 of the source file that defines ``obj`` (its whole module, so helpers count), or None.
 
     None means the source cannot be read (a builtin, code typed at a prompt): such a cell is not cached,
-    since a change of its code could not be detected.
+    since a change of its code could not be detected. A ``functools.partial`` is its function's file and its
+    bound arguments; a callable object is its class's file and its attributes (pickled). Arguments or
+    attributes that do not pickle make it None too.
     """
+    if isinstance(obj, functools.partial):
+        return _with_state(source_of(obj.func), (obj.args, obj.keywords))
     target = inspect.unwrap(obj)
     if not (inspect.isfunction(target) or inspect.isclass(target) or inspect.ismethod(target)):
-        target = type(target)  # a callable object: its class's module
+        return _with_state(source_of(type(target)), getattr(target, "__dict__", {}))
     module = sys.modules.get(getattr(target, "__module__", "") or "")
     try:
         path = inspect.getsourcefile(module or target)
@@ -79,6 +83,19 @@ def source_of(obj: Any) -> str | None:
         except (OSError, TypeError):
             return None
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _with_state(source: str | None, state: Any) -> str | None:
+    """``source`` combined with a digest of ``state`` (pickled), or None when either is unknown."""
+    import pickle
+
+    if source is None:
+        return None
+    try:
+        data = pickle.dumps(state, protocol=4)
+    except Exception:
+        return None
+    return hashlib.sha256(source.encode() + hashlib.sha256(data).digest()).hexdigest()
 
 
 class CorruptEntry(ValueError):

@@ -73,6 +73,29 @@ def test_source_of_hashes_the_defining_file_and_sees_edits(tmp_path, monkeypatch
     assert source_of(my_pruner_mod.prune) != before
 
 
+def test_source_of_a_partial_or_a_callable_object_includes_its_arguments_and_state(tmp_path, monkeypatch):
+    import functools
+
+    module = tmp_path / "my_seeded_mod.py"
+    module.write_text(
+        "import threading\n\n"
+        "def prune(model, amount, data, seed=0):\n    return None\n\n\n"
+        "class Pruner:\n    def __init__(self, seed):\n        self.seed = seed\n\n"
+        "    def __call__(self, model, amount, data):\n        return None\n"
+    )
+    monkeypatch.syspath_prepend(tmp_path)
+    import my_seeded_mod
+
+    one, other = (source_of(functools.partial(my_seeded_mod.prune, seed=s)) for s in (1, 12345))
+    assert one is not None and other is not None and one != other
+    assert source_of(functools.partial(my_seeded_mod.prune, seed=1)) == one  # stable
+    assert source_of(my_seeded_mod.Pruner(1)) != source_of(my_seeded_mod.Pruner(2))
+    assert source_of(my_seeded_mod.Pruner(1)) == source_of(my_seeded_mod.Pruner(1))
+    unpicklable = my_seeded_mod.Pruner(1)
+    unpicklable.lock = my_seeded_mod.threading.Lock()
+    assert source_of(unpicklable) is None  # state that cannot be keyed: never cached
+
+
 def test_source_of_a_callable_without_source_is_none():
     namespace: dict = {}
     exec("def made_at_a_prompt(model, amount, data):\n    return None\n", namespace)
