@@ -44,6 +44,11 @@ class ImageDataset:
                 raise ValueError(f"dataset {name!r}: {split} inputs must be float, got {x.dtype}")
             if y.dtype != torch.int64:
                 raise ValueError(f"dataset {name!r}: {split} labels must be int64, got {y.dtype}")
+            if y.ndim != 1:
+                raise ValueError(
+                    f"dataset {name!r}: {split} labels have shape {tuple(y.shape)}; give one class index per "
+                    f"input, a 1-D tensor of {len(x)}"
+                )
             low, high = int(y.min()), int(y.max())
             if low < 0 or high >= self.num_classes:
                 raise ValueError(

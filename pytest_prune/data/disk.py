@@ -106,6 +106,12 @@ def _find(folders: list[Path], stem: str) -> Path | None:
 
 
 def _labels(path: Path, labels: np.ndarray, classes: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    whole = labels.dtype.kind in "iu" or (labels.dtype.kind == "f" and bool(np.all(labels == np.round(labels))))
+    if labels.ndim != 1 or not whole:
+        raise DataError(
+            f"{path}: labels must be a 1-D list of class indices (integers); got shape {labels.shape} of {labels.dtype}"
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
         raise DataError(f"{path}: labels span {labels.min()}..{labels.max()}, outside 0..{classes - 1}")
     return labels.astype(np.int64)

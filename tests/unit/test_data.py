@@ -28,6 +28,9 @@ def test_validate_names_the_dataset_and_the_problem():
     bad = ImageDataset(x, torch.tensor([0, 1, 2, 9]), x, torch.tensor([0, 1, 1, 0]), num_classes=3)
     with pytest.raises(ValueError, match=r"dataset 'toy': train labels span 0..9, outside 0..2"):
         bad.validate("toy")
+    column = ImageDataset(x, torch.tensor([[0], [1], [2], [0]]), x, torch.tensor([0, 1, 1, 0]), num_classes=3)
+    with pytest.raises(ValueError, match=r"train labels have shape \(4, 1\); give one class index per input"):
+        column.validate("toy")
 
 
 def test_batches_repeat_the_same_order_each_pass():

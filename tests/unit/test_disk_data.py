@@ -132,6 +132,11 @@ def test_cifar_pickles_are_checked_and_never_run_code(tmp_path):
     (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 11]}))
     with pytest.raises(DataError, match=r"data_batch_3: labels span 0..11, outside 0..9"):
         load_dataset("cifar10", tmp_path)
+    for labels, shown in (([0.5, 1.0], r"\(2,\) of float64"), ([[0], [1]], r"\(2, 1\) of int64"), (["a", "b"], "<U1")):
+        batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": np.asarray(labels)}
+        (folder / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=2))
+        with pytest.raises(DataError, match=r"data_batch_3: labels must be a 1-D list of class indices .* " + shown):
+            load_dataset("cifar10", tmp_path)
     (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}))
     with pytest.raises(DataError, match=r"b'data' is uint8 \(2, 100\), expected uint8 \(N, 3072\)"):
         load_dataset("cifar10", tmp_path)
