@@ -50,15 +50,11 @@ def prunable_names(model: nn.Module) -> list[str]:
     return [f"{names[id(module)]}.{attr}".lstrip(".") for module, attr in prunable(model)]
 
 
-def amount_for(total: int, prunable_count: int, compression: float, fixed_nonzero: int | None = None) -> float:
+def amount_for(total: int, prunable_count: int, compression: float) -> float:
     """Fraction of the prunable weights to remove so that total/nonzero = ``compression``.
 
-    The nonzero parameters left are the ``fixed_nonzero`` ones outside the prunable weights (all of them,
-    ``total − prunable``, unless given) plus the prunable weights kept, so keep = total/compression −
-    fixed_nonzero of them and amount = 1 − keep / prunable. With every parameter nonzero that is
-    ShrinkBench's r = total·(1 − 1/compression) removed; parameters that are zero already (a BatchNorm
-    shift at its initial 0, say) count as the zeros they are. Raises ValueError when the target needs
-    more than every prunable weight.
+    Removing ``r`` weights gives compression total/(total − r), so r = total·(1 − 1/compression) and
+    amount = r / prunable. Raises ValueError when the target needs more than every prunable weight.
     """
     if compression < 1 or not math.isfinite(compression):
         raise ValueError(f"compression must be a finite number ≥ 1, got {compression}")
@@ -66,30 +62,20 @@ def amount_for(total: int, prunable_count: int, compression: float, fixed_nonzer
         if compression == 1:
             return 0.0
         raise ValueError("the model has no prunable weights (conv/linear weights other than the classifier)")
-    fixed = total - prunable_count if fixed_nonzero is None else fixed_nonzero
-    already_zero = total - prunable_count - fixed
-    amount = (total * (1.0 - 1.0 / compression) - already_zero) / prunable_count
+    amount = total * (1.0 - 1.0 / compression) / prunable_count
     if amount >= 1.0:
-        ceiling = total / max(fixed, 1)
+        ceiling = total / max(total - prunable_count, 1)
         raise ValueError(
             f"compression {compression:g}x is not reachable: removing every prunable weight gives "
-            f"{ceiling:.3g}x ({fixed:,} of {total:,} parameters are not prunable and nonzero)"
+            f"{ceiling:.3g}x ({total - prunable_count:,} of {total:,} parameters are not prunable)"
         )
-    return max(amount, 0.0)
+    return amount
 
 
 def amount_for_model(model: nn.Module, compression: float) -> float:
-    """``amount_for`` with the counts taken from ``model``: all its parameters, its prunable weights, and the
-    nonzero parameters among the others."""
-    weights = {id(getattr(m, a)) for m, a in prunable(model)}
-    total = prunable_count = fixed = 0
-    for param in model.parameters():
-        total += param.numel()
-        if id(param) in weights:
-            prunable_count += param.numel()
-        else:
-            fixed += int(torch.count_nonzero(param))
-    return amount_for(total, prunable_count, compression, fixed)
+    """``amount_for`` with the counts taken from ``model``: all its parameters and its prunable weights."""
+    total = sum(p.numel() for p in model.parameters())
+    return amount_for(total, sum(getattr(m, a).numel() for m, a in prunable(model)), compression)
 
 
 def count_to_remove(amount: float, numel: int) -> int:
