@@ -23,6 +23,7 @@ import hashlib
 import inspect
 import io
 import json
+import pickle
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,8 +88,6 @@ def source_of(obj: Any) -> str | None:
 
 def _with_state(source: str | None, state: Any) -> str | None:
     """``source`` combined with a digest of ``state`` (pickled), or None when either is unknown."""
-    import pickle
-
     if source is None:
         return None
     try:

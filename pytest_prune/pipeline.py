@@ -125,15 +125,13 @@ class Store:
         def make() -> ImageDataset:
             data = load_dataset(name, self.settings.data_root)
             data.validate(name)
-            self._dataset_digests[name] = data_digest(data)  # keys the cells and the trained references
             return data.to(self.settings.device)
 
         return cached(self._datasets, name, make)
 
     def dataset_digest(self, name: str) -> str:
-        """sha256 of the dataset's tensors (computed once, when it is loaded)."""
-        self.dataset(name)
-        return self._dataset_digests[name]
+        """sha256 of the dataset's tensors (computed once, on the first request: the cell cache keys by it)."""
+        return cached(self._dataset_digests, name, lambda: data_digest(self.dataset(name)))
 
     def dense(self, dataset_name: str, arch: str) -> Dense:
         """The shared dense model of (dataset, arch), measured once per session."""
@@ -148,7 +146,6 @@ class Store:
                     self.cache_dir,
                     self.settings.threads,
                     progress=self.progress,
-                    data_sha=self.dataset_digest(dataset_name),
                 )
                 model = pretrained.model.to(self.settings.device).eval()
             pristine = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -164,16 +164,13 @@ def train_reference(
     return buffer.getvalue()
 
 
-def weights_identity(
-    dataset_name: str, arch: str, threads: int = 1, seed: int = REFERENCE_SEED, data_sha: str | None = None
-) -> str:
+def weights_identity(dataset_name: str, arch: str, threads: int = 1, seed: int = REFERENCE_SEED) -> str:
     """What fixes the weights ``load_pretrained`` gives, known without loading or training them: the shipped
-    file's sha256, or the content key of the training that makes them."""
+    file's sha256, or the content key of the training that makes them (less the data, which keys every cell)."""
     entry = read_manifest().get(manifest_key(dataset_name, arch, seed))
     if entry is not None:
         return f"shipped {entry['sha256']}"
-    recipe = pretrain_recipe(dataset_name, arch)
-    return f"trained {training_key(dataset_name, arch, recipe, threads, seed, data_sha)}"
+    return f"trained {training_key(dataset_name, arch, pretrain_recipe(dataset_name, arch), threads, seed)}"
 
 
 def load_pretrained(
@@ -184,13 +181,12 @@ def load_pretrained(
     threads: int = 1,
     seed: int = REFERENCE_SEED,
     progress: Progress | None = None,
-    data_sha: str | None = None,
 ) -> Pretrained:
     """The dense model for (dataset, arch): shipped weights if the manifest has them, else trained once and cached.
 
     ``seed`` picks the training seed: the parent's by default, ``SEPARATE_SEED`` for the independent model.
-    Trained weights are cached under ``training_key``, with ``data_sha`` the digest of ``data`` (computed here
-    when not given), so other data or an edited architecture or dataset file trains anew.
+    Trained weights are cached under ``training_key`` with the digest of ``data``, so other data or an edited
+    architecture or dataset file trains anew.
     """
     key = manifest_key(dataset_name, arch, seed)
     what = f"pretrained {key}"
@@ -202,7 +198,7 @@ def load_pretrained(
         _load_verified(model, path, entry["sha256"], what)
         return Pretrained(model.eval(), entry["sha256"], "shipped", path)
     recipe = pretrain_recipe(dataset_name, arch)
-    digest_key = training_key(dataset_name, arch, recipe, threads, seed, data_sha or data_digest(data))
+    digest_key = training_key(dataset_name, arch, recipe, threads, seed, data_digest(data))
     path = cache_dir / "pretrained" / f"{key.replace('/', '-')}-{digest_key[:16]}.pt"
     sidecar = path.with_suffix(".sha256")
     with file_lock(path.with_suffix(".lock")):

@@ -50,7 +50,6 @@ def dense_robustness(store: Store, dataset_name: str, arch: str) -> dict[str, An
             settings.threads,
             seed=SEPARATE_SEED,
             progress=store.progress,
-            data_sha=store.dataset_digest(dataset_name),
         )
         model = separate.model.to(settings.device).eval()
         reference = functional_similarity(model, parent, data.test_x, settings)
