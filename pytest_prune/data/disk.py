@@ -175,6 +175,10 @@ def idx_dataset(name: str, root: Path | None) -> ImageDataset:
     return _finish(name, splits[0], splits[1], 10, f"{title} from {paths[0].parent}; pixels/255, normalised")  # type: ignore[union-attr]
 
 
+class _Refused(pickle.UnpicklingError):
+    """A pickle names a global that is not a NumPy array's (it would run code)."""
+
+
 class _ArraysOnly(pickle.Unpickler):
     """Unpickles dicts, lists, bytes and NumPy arrays; refuses every other global (no code runs)."""
 
@@ -187,11 +191,13 @@ class _ArraysOnly(pickle.Unpickler):
         ("numpy._core.multiarray", "scalar"),
         ("copyreg", "_reconstructor"),
         ("_codecs", "encode"),  # protocol-2 pickles written by Python 3 encode bytes through it
+        ("numpy.core.numeric", "_frombuffer"),  # protocol-5 pickles rebuild arrays from their raw bytes
+        ("numpy._core.numeric", "_frombuffer"),
     }
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only NumPy arrays are expected")
+            raise _Refused(f"refusing to unpickle {module}.{name}: only dicts, lists, bytes and NumPy arrays are expected")
         return super().find_class(module, name)
 
 
@@ -199,6 +205,11 @@ def read_cifar_batch(path: Path, label_key: bytes, classes: int) -> tuple[np.nda
     """One CIFAR python-version pickle: (N, 3, 32, 32) uint8 images and int64 labels."""
     try:
         batch = _ArraysOnly(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+    except _Refused as exc:
+        raise DataError(
+            f"{path}: {exc}; no code runs while loading, so write the batch again as a dict of NumPy arrays "
+            "and lists (pickle protocol 2–5)"
+        ) from None
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as exc:
         raise DataError(
             f"{path}: not a readable CIFAR python pickle ({type(exc).__name__}: {exc}); download it again"

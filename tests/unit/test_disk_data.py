@@ -116,6 +116,16 @@ def test_counts_and_labels_are_checked_per_file(tmp_path):
         load_dataset("mnist", tmp_path)
 
 
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_cifar_pickles_of_every_protocol_load(tmp_path, protocol):
+    """A batch written again with a newer pickle protocol (5 rebuilds arrays from their raw bytes) loads."""
+    folder = make_cifar(tmp_path)
+    batch = {b"data": np.full((2, 3072), 7, np.uint8), b"labels": np.asarray([3, 4])}
+    (folder / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=protocol))
+    data = load_dataset("cifar10", tmp_path)
+    assert len(data.train_x) == 4 * 8 + 2 and data.train_y.tolist()[16:18] == [3, 4]
+
+
 def test_cifar_pickles_are_checked_and_never_run_code(tmp_path):
     folder = make_cifar(tmp_path)
     (folder / "data_batch_3").write_bytes((folder / "data_batch_3").read_bytes()[:500])
@@ -127,8 +137,9 @@ def test_cifar_pickles_are_checked_and_never_run_code(tmp_path):
             return (print, ("pwned",))
 
     (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": Evil()}))
-    with pytest.raises(DataError, match="refusing to unpickle builtins.print"):
+    with pytest.raises(DataError, match="refusing to unpickle builtins.print.*write the batch again") as refused:
         load_dataset("cifar10", tmp_path)
+    assert "download" not in str(refused.value)  # the file is intact; downloading it again would not help
     (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 11]}))
     with pytest.raises(DataError, match=r"data_batch_3: labels span 0..11, outside 0..9"):
         load_dataset("cifar10", tmp_path)
