@@ -43,6 +43,7 @@ class Option:
     help: str
     kind: str = "string"  # string | bool | list
     metavar: str | None = None
+    paths: str | None = None  # "path": a file or folder; "specs": SPECs that may name a path.py (ini-relative)
 
     @property
     def flag(self) -> str:
@@ -66,9 +67,10 @@ OPTIONS = (
         "(repeatable; default: the built-in baselines)",
         "list",
         "SPEC",
+        "specs",
     ),
-    Option("dataset", "dataset name(s), comma separated (default: mnist5k)", "list", "NAME"),
-    Option("arch", "architecture name(s), comma separated (default: lenet300_100,lenet5)", "list", "NAME"),
+    Option("dataset", "dataset name(s), comma separated (default: mnist5k)", "list", "NAME", "specs"),
+    Option("arch", "architecture name(s), comma separated (default: lenet300_100,lenet5)", "list", "NAME", "specs"),
     Option(
         "compression",
         "target compressions (total/nonzero params), e.g. 2,4,8,16,32 (the default)",
@@ -91,6 +93,7 @@ OPTIONS = (
         "folder holding the standard datasets (mnist, fashion_mnist, cifar10, cifar100, imagenet); "
         "default: the PYTEST_PRUNE_DATA environment variable",
         metavar="DIR",
+        paths="path",
     ),
     Option("seed", f"seed for pruning and finetuning (default {DEFAULT_SEED})", metavar="N"),
     Option(
@@ -154,17 +157,19 @@ OPTIONS = (
     ),
     Option("eps_images", "test images sampled for eps-agreement (default 250)", metavar="N"),
     Option("eps_draws", "noise draws per image and eps (default 10)", metavar="N"),
-    Option("json", "write the results JSON to PATH (rewritten after every cell)", metavar="PATH"),
+    Option("json", "write the results JSON to PATH (rewritten after every cell)", metavar="PATH", paths="path"),
     Option(
         "leaderboard",
         "write a markdown leaderboard to PATH at the end of the session, with plots beside it (matplotlib)",
         metavar="PATH",
+        paths="path",
     ),
     Option(
         "baseline",
         "results JSON of an earlier run: fail the session when a cell's top-1 falls more than --prune-tolerance "
         "below it, its compression or MACs change, or one of its cells is missing",
         metavar="PATH",
+        paths="path",
     ),
     Option(
         "tolerance",

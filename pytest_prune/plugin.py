@@ -20,8 +20,8 @@ import pytest
 from . import fixtures
 from .fixtures import PUBLIC_FIXTURES
 from .options import OPTIONS
-from .registry import SpecError, all_builtin
-from .settings import Settings, SettingsError, build, resolve_device, shared_device
+from .registry import SpecError, all_builtin, is_import_spec, is_path_target
+from .settings import Settings, SettingsError, build, resolve_device, shared_device, split_list
 
 SETTINGS = pytest.StashKey[Settings]()
 MATRIX = pytest.StashKey[list]()
@@ -57,14 +57,36 @@ def _xdist_installed() -> bool:
 
 
 def _raw_options(config: pytest.Config) -> dict[str, Any]:
-    """Command line first, then the ini twin; None where neither is set."""
+    """Command line first, then the ini twin; None where neither is set.
+
+    A relative path in the ini file is relative to the ini file's folder, as pytest's own path ini options
+    are (a run from a subfolder finds the same files); on the command line, to the current folder.
+    """
     raw: dict[str, Any] = {}
+    folder = config.inipath.parent if config.inipath else config.rootpath
     for option in OPTIONS:
         value = config.getoption(option.ini)
         if value is None:
             value = config.getini(option.ini) or None
+            if value is not None and option.paths:
+                value = _ini_relative(option.paths, str(value), folder)
         raw[option.name] = value
     return raw
+
+
+def _ini_relative(kind: str, value: str, folder: Path) -> str:
+    """``value`` with its relative paths joined to ``folder``: the whole value for a path option, the
+    ``path.py`` of each ``path.py:function`` SPEC of a SPEC list."""
+    if kind == "path":
+        path = Path(value.strip()).expanduser()
+        return str(path if path.is_absolute() else folder / path)
+    specs = []
+    for spec in split_list(value):
+        target, sep, attr = spec.rpartition(":")
+        if is_import_spec(spec) and is_path_target(target) and not Path(target).expanduser().is_absolute():
+            spec = f"{folder / Path(target).expanduser()}{sep}{attr}"
+        specs.append(spec)
+    return ",".join(specs)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -106,7 +106,7 @@ class Registry:
             raise SpecError(f"empty {self.kind} SPEC")
         if self._provided(spec):
             return [spec]
-        if _is_import_spec(spec):
+        if is_import_spec(spec):
             return [self._resolve_import(spec)]
         if any(ch in spec for ch in "*?["):
             matches = [n for n in self.names() if fnmatch.fnmatchcase(n, spec)]
@@ -150,14 +150,19 @@ def _origin(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def _is_import_spec(spec: str) -> bool:
+def is_import_spec(spec: str) -> bool:
     target, sep, attr = spec.rpartition(":")
     # "C:\\x.py" has no function part after the colon; a real SPEC has an identifier there.
     return bool(sep and target and attr.isidentifier())
 
 
+def is_path_target(target: str) -> bool:
+    """Whether the part of an import SPEC before its colon names a file (``path.py``), not a module."""
+    return target.endswith(".py") or "/" in target or "\\" in target
+
+
 def _import_target(target: str) -> Any:
-    if target.endswith(".py") or "/" in target or "\\" in target:
+    if is_path_target(target):
         path = Path(target).resolve()
         if not path.is_file():
             raise FileNotFoundError(f"no such file {str(path)!r}")

@@ -197,7 +197,7 @@ class _ArraysOnly(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
-            raise _Refused(f"refusing to unpickle {module}.{name}: only dicts, lists, bytes and NumPy arrays are expected")
+            raise _Refused(f"refusing to unpickle {module}.{name}: only dicts, lists, bytes and arrays are expected")
         return super().find_class(module, name)
 
 

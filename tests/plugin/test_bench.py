@@ -108,6 +108,37 @@ def test_ini_twins_configure_the_matrix(pytester):
     assert [r["compression"] for r in records(pytester.path / "ini.json")] == [2.0, 3.0]
 
 
+def test_ini_paths_are_relative_to_the_ini_file(pytester, monkeypatch):
+    """As pytest's own path ini options: a run from a subfolder reads and writes the same files."""
+    pytester.makeini(
+        """
+        [pytest]
+        prune_bench = true
+        prune_dataset = digits
+        prune_arch = lenet300_100
+        prune_pruner = pruners/mine.py:zero_smallest
+        prune_compression = 2
+        prune_epochs = 0
+        prune_json = out/ini.json
+        """
+    )
+    (pytester.path / "pruners").mkdir()
+    (pytester.path / "pruners" / "mine.py").write_text(
+        "import torch\n"
+        "from pytest_prune import prunable\n\n"
+        "def zero_smallest(model, amount, data):\n"
+        "    for module, name in prunable(model):\n"
+        "        weight = getattr(module, name)\n"
+        "        with torch.no_grad():\n"
+        "            weight.view(-1)[weight.abs().flatten().argsort()[: round(amount * weight.numel())]] = 0\n"
+    )
+    (pytester.path / "out").mkdir()
+    monkeypatch.chdir(pytester.mkdir("elsewhere"))
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
+    assert [r["pruner"] for r in records(pytester.path / "out" / "ini.json")] == ["zero_smallest"]
+    assert not (pytester.path / "elsewhere" / "out").exists()
+
+
 def test_a_threshold_failure_says_measured_and_required(pytester, xdist):
     result = pytester.runpytest(
         "--prune-bench",
