@@ -66,7 +66,6 @@ class Registry:
                 f"{_origin(fn)} must use another name, e.g. @{self.kind}({key + '_2'!r})"
             )
         self._entries[key] = fn
-        self._broken.pop(key, None)
         return fn
 
     def names(self) -> list[str]:
@@ -129,13 +128,16 @@ class Registry:
                 f"{self.kind} SPEC {spec!r} does not import: {type(exc).__name__}: {exc}. "
                 f"Check the path (relative to the current folder) and the function name."
             )
-            self._broken[attr] = Broken(spec, message)
-            return attr
+            return self._break(spec, message)
         if not callable(fn):
-            message = f"{self.kind} SPEC {spec!r} names {type(fn).__name__}, not a function"
-            self._broken[attr] = Broken(spec, message)
-            return attr
+            return self._break(spec, f"{self.kind} SPEC {spec!r} names {type(fn).__name__}, not a function")
         return self.name_of(fn) or self.register(fn).__name__
+
+    def _break(self, spec: str, message: str) -> str:
+        """Record a SPEC that gives no function under the SPEC itself: its cells error with ``message``, and
+        its name never shadows a working factory that has (or later takes) the function's bare name."""
+        self._broken[spec] = Broken(spec, message)
+        return spec
 
     def _available(self) -> str:
         return f"Available {self.kind}s: {', '.join(self.names()) or '(none)'}."

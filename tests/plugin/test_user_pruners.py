@@ -100,7 +100,7 @@ def test_bad_pruners_error_in_their_own_cells_and_the_rest_is_kept(pytester, xdi
         "wrong_shape": "mask for 'fc1.weight' has shape (3, 3); the parameter has shape (300, 64)",
         "misses_target": "asked 8x, got 1.",
         "returns_list": "pruner returned a list",
-        "nothing": "'missing.py:nothing' does not import",
+        "missing.py:nothing": "'missing.py:nothing' does not import",
     }
     for name, message in expected.items():
         assert by_pruner[name]["outcome"] == "error" and message in by_pruner[name]["error"], by_pruner[name]

@@ -63,13 +63,29 @@ def test_resolve_path_and_module_specs(registry, tmp_path, monkeypatch):
 
 
 def test_a_spec_that_does_not_import_breaks_only_its_own_name(registry, tmp_path):
+    broken, missing = f"{tmp_path / 'broken.py'}:fn", f"{tmp_path / 'missing.py'}:fn"
     (tmp_path / "broken.py").write_text("raise RuntimeError('boom at import')\n")
-    assert registry.resolve(f"{tmp_path / 'broken.py'}:fn") == ["fn"]
+    assert registry.resolve(broken) == [broken]
     with pytest.raises(SpecError, match="does not import: RuntimeError: boom at import"):
-        registry.get("fn")
-    assert registry.resolve(f"{tmp_path / 'missing.py'}:fn") == ["fn"]
+        registry.get(broken)
+    assert registry.resolve(missing) == [missing]
     with pytest.raises(SpecError, match="FileNotFoundError: no such file"):
-        registry.get("fn")
+        registry.get(missing)
+    with pytest.raises(SpecError, match="does not import: RuntimeError"):  # the first is still broken its own way
+        registry.get(broken)
+
+
+def test_a_broken_spec_never_shadows_a_working_factory_of_the_same_name(registry, tmp_path):
+    """Its cells error; those of a registered function with the bare name, before or after it, still run."""
+
+    def fn(model, amount, data): ...
+
+    registry.register(fn)
+    (tmp_path / "later.py").write_text("def other(model, amount, data):\n    pass\n")
+    assert registry.resolve(f"{tmp_path / 'missing.py'}:fn") == [f"{tmp_path / 'missing.py'}:fn"]
+    assert registry.resolve(f"{tmp_path / 'missing.py'}:other") == [f"{tmp_path / 'missing.py'}:other"]
+    assert registry.resolve(f"{tmp_path / 'later.py'}:other") == ["other"]
+    assert registry.get("fn") is fn and registry.get("other").__module__.startswith("pytest_prune_user_")
 
 
 class FakeDistribution:
