@@ -19,7 +19,11 @@ from ._select import global_masks, layer_masks, weights
 
 
 def weight_times_gradient(model: nn.Module, data: Iterable, batches: int | None) -> list[torch.Tensor]:
-    """|w · ∂L/∂w| per prunable weight, the gradient summed over the first ``batches`` batches (None = all)."""
+    """|w · ∂L/∂w| per prunable weight, the gradient summed over the first ``batches`` batches (None = all).
+
+    A weight the loss does not depend on in eval mode (an auxiliary head that only runs in training) has
+    gradient zero, so it scores zero: removing it does not change the loss on this data.
+    """
     params = [getattr(module, attr) for module, attr in prunable(model)]
     totals = [torch.zeros_like(p) for p in params]
     mode = model.training
@@ -27,8 +31,9 @@ def weight_times_gradient(model: nn.Module, data: Iterable, batches: int | None)
     try:
         for inputs, targets in islice(data, batches):
             loss = F.cross_entropy(model(inputs), targets, reduction="sum")
-            for total, grad in zip(totals, torch.autograd.grad(loss, params), strict=True):
-                total += grad
+            for total, grad in zip(totals, torch.autograd.grad(loss, params, allow_unused=True), strict=True):
+                if grad is not None:
+                    total += grad
     finally:
         model.train(mode)
     return [(w * g).abs() for w, g in zip(weights(model), totals, strict=True)]

@@ -91,3 +91,56 @@ def test_activation_pruning_removes_weights_reading_a_dead_input_first(tiny_mlp)
     inputs[:, 3] = 0  # feature 3 is never active
     masks = layer_activation(tiny_mlp, 1 / 8, Batches(inputs, torch.randint(0, 3, (24,)), 8, 0))
     assert not masks["0.weight"][:, 3].any() and masks["0.weight"][:, :3].all()
+
+
+class TokenMLP(torch.nn.Module):
+    """A linear layer over the features of each token of a sequence (N, tokens, features), then a classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(6, 5)
+        self.head = torch.nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.head(self.proj(x).relu().mean(1))
+
+
+def test_activation_pruning_reads_a_linear_layers_features_on_token_sequences():
+    inputs = torch.randn(16, 4, 6)
+    inputs[..., 2] = 0  # feature 2 of every token is never active
+    masks = layer_activation(TokenMLP(), 1 / 6, Batches(inputs, torch.randint(0, 3, (16,)), 8, 0))
+    assert not masks["proj.weight"][:, 2].any() and masks["proj.weight"][:, [0, 1, 3, 4, 5]].all()
+
+
+def test_activation_pruning_reads_a_transposed_convolutions_input_channels():
+    model = torch.nn.Sequential(torch.nn.ConvTranspose2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 7 * 7, 3))
+    inputs = torch.randn(16, 3, 5, 5)
+    inputs[:, 1] = 0  # input channel 1 is never active: its weights are weight[1] (in, out, kH, kW)
+    masks = layer_activation(model, 1 / 3, Batches(inputs, torch.randint(0, 3, (16,)), 8, 0))
+    assert not masks["0.weight"][1].any() and masks["0.weight"][[0, 2]].all()
+
+
+class AuxHead(torch.nn.Module):
+    """A prunable auxiliary head that never runs in eval mode (as Inception's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(8, 6)
+        self.aux = torch.nn.Linear(6, 3)
+        self.head = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        features = self.body(x).relu()
+        return (self.head(features), self.aux(features)) if self.training else self.head(features)
+
+
+@pytest.mark.parametrize("fn", [global_gradient, snip])
+def test_gradient_pruning_scores_a_weight_the_loss_never_reads_zero(fn):
+    masks = fn(AuxHead(), 18 / 66, batches((8,), classes=3))
+    assert not masks["aux.weight"].any() and masks["body.weight"].all()
+
+
+@pytest.mark.parametrize("fn", [global_activation, layer_activation])
+def test_activation_pruning_names_a_layer_that_never_ran(fn):
+    with pytest.raises(ValueError, match="aux.weight never ran as a module on the data"):
+        fn(AuxHead(), 0.5, batches((8,), classes=3))
