@@ -180,7 +180,11 @@ def compact(model: nn.Module, inputs: torch.Tensor) -> Compaction:
             0,
             "not compactable: no whole filter is zero (unstructured sparsity runs through dense kernels unchanged)",
         )
-    difference = max_difference(model, new, inputs[:CHECKED])
+    try:
+        difference = max_difference(model, new, inputs[:CHECKED])
+    except RuntimeError as exc:  # a removal the chains did not foresee (a shape that no longer fits)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Compaction(model, False, params, 0, f"not compacted: the compacted network does not run ({message})")
     if not difference <= TOLERANCE:
         return Compaction(
             model,

@@ -4,13 +4,18 @@ A *chain* is a conv/linear layer (the producer) whose output reaches exactly one
 consumer) through channel-wise operations only: BatchNorm (whose channel goes with the filter), ReLU,
 pooling, dropout, identity, and at most one flatten (after which each channel is a block of consecutive
 features). Removing a producer filter then removes one input channel of the consumer and nothing else.
+A linear layer applied per position of a sequence (N, T, features) chains to a linear layer through
+elementwise operations only (ReLU, GELU, dropout...), as in a transformer's MLP: its features are the last
+dimension, which pooling, BatchNorm or flatten would mix.
 A residual addition, a concatenation, padding, slicing or a second user ends the chain: removing a filter
 there would change other tensors, so those filters are not structurally removable (Torch-Pruning's
-dependency groups would couple them; pytest-prune reports them honestly as not compactable instead).
+dependency groups would couple them; pytest-prune reports them honestly as not compactable instead). A
+layer called more than once shares its weights between the calls, so it is in no chain.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import cast
 
@@ -20,13 +25,23 @@ from torch import fx, nn
 
 from .counting import probe_forward
 
-_PASS_MODULES = (
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
+_ELEMENTWISE_MODULES = (
     nn.ReLU,
     nn.ReLU6,
     nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Hardswish,
+    nn.Dropout,
+    nn.Identity,
+)
+"""Modules that act on each value alone with f(0) = 0: a zero feature stays zero whichever dimension it is in."""
+_PASS_MODULES = (
+    *_ELEMENTWISE_MODULES,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
     nn.MaxPool1d,
     nn.MaxPool2d,
     nn.MaxPool3d,
@@ -37,15 +52,12 @@ _PASS_MODULES = (
     nn.AdaptiveAvgPool2d,
     nn.AdaptiveAvgPool3d,
     nn.AdaptiveMaxPool2d,
-    nn.Dropout,
     nn.Dropout2d,
-    nn.Identity,
 )
+"""Modules that act on each channel (dimension 1) alone and keep a zero channel zero."""
+_ELEMENTWISE_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, torch.tanh, F.hardswish, F.dropout}
 _PASS_FUNCTIONS = {
-    F.relu,
-    torch.relu,
-    F.relu6,
-    F.leaky_relu,
+    *_ELEMENTWISE_FUNCTIONS,
     F.max_pool1d,
     F.max_pool2d,
     F.max_pool3d,
@@ -55,9 +67,8 @@ _PASS_FUNCTIONS = {
     F.adaptive_avg_pool1d,
     F.adaptive_avg_pool2d,
     F.adaptive_max_pool2d,
-    F.dropout,
 }
-_PASS_METHODS = {"relu", "relu_"}
+_ELEMENTWISE_METHODS = {"relu", "relu_", "tanh"}
 _FLATTEN_FUNCTIONS = {torch.flatten}
 _FLATTEN_METHODS = {"flatten"}
 # Operations that zero channels keep zero: f(0) = 0 for every pass-through above (BatchNorm only when its
@@ -99,12 +110,15 @@ def find_chains(model: nn.Module, input_shape: tuple[int, ...]) -> list[Chain]:
     graph = trace(model)
     modules = dict(model.named_modules())
     shapes = _output_shapes(model, input_shape)
+    calls = Counter(node.target for node in graph.graph.nodes if node.op == "call_module")
     chains = []
     for node in graph.graph.nodes:
         if node.op != "call_module" or not _is_layer(modules[node.target]):
             continue
         chain = _follow(node, modules, shapes)
-        if chain is not None:
+        # a module called twice shares its weights between the calls: removing its filters or input
+        # channels for one call would change the other
+        if chain is not None and calls[chain.producer] == calls[chain.consumer] == 1:
             chains.append(chain)
     return chains
 
@@ -116,7 +130,7 @@ def _output_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
 
 
 def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
-    """What a graph node does to channels: layer, norm, flatten, pass (channel-wise) or other."""
+    """What a graph node does to channels: layer, norm, flatten, elementwise, pass (channel-wise) or other."""
     if node.op == "call_module":
         module = modules[cast(str, node.target)]
         if _is_layer(module):
@@ -125,12 +139,16 @@ def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
             return "norm"
         if isinstance(module, nn.Flatten):
             return "flatten" if module.start_dim == 1 else "other"
+        if isinstance(module, _ELEMENTWISE_MODULES):
+            return "elementwise"
         return "pass" if isinstance(module, _PASS_MODULES) else "other"
     functions = node.op == "call_function"
     methods = node.op == "call_method"
     if (functions and node.target in _FLATTEN_FUNCTIONS) or (methods and node.target in _FLATTEN_METHODS):
         return "flatten" if _flatten_start(node) == 1 else "other"
-    if (functions and node.target in _PASS_FUNCTIONS) or (methods and node.target in _PASS_METHODS):
+    if (functions and node.target in _ELEMENTWISE_FUNCTIONS) or (methods and node.target in _ELEMENTWISE_METHODS):
+        return "elementwise"
+    if functions and node.target in _PASS_FUNCTIONS:
         return "pass"
     return "other"  # add, cat, getitem, pad, view, output, ...: the channel is shared or reshaped
 
@@ -138,6 +156,9 @@ def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
 def _follow(start: fx.Node, modules: dict[str, nn.Module], shapes: dict[str, tuple[int, ...]]) -> Chain | None:
     node, flattened = start, False
     norm: str | None = None
+    # a linear layer applied per position (tokens: (N, T, features)) has its features last, where only
+    # elementwise operations leave them alone and only another linear layer reads them one by one
+    per_position = isinstance(modules[cast(str, start.target)], nn.Linear) and len(shapes[cast(str, start.target)]) > 1
     while True:
         users = list(node.users)
         if len(users) != 1:
@@ -146,6 +167,8 @@ def _follow(start: fx.Node, modules: dict[str, nn.Module], shapes: dict[str, tup
         kind = _kind(node, modules)
         if kind == "layer":
             return _chain(cast(str, start.target), cast(str, node.target), norm, flattened, modules, shapes)
+        if per_position and kind != "elementwise":
+            return None
         if kind == "other" or (kind == "flatten" and flattened) or (kind == "norm" and (norm or flattened)):
             return None
         if kind == "norm":
@@ -166,9 +189,15 @@ def _chain(
     modules: dict[str, nn.Module],
     shapes: dict[str, tuple[int, ...]],
 ) -> Chain | None:
-    channels = shapes[producer][0]
     target = modules[consumer]
     inputs = target.in_features if isinstance(target, nn.Linear) else cast(int, target.in_channels)
+    if isinstance(modules[producer], nn.Linear) and len(shapes[producer]) > 1:  # per position (``_follow``)
+        return (
+            Chain(producer, consumer, None, 1)
+            if isinstance(target, nn.Linear) and inputs == shapes[producer][-1]
+            else None
+        )
+    channels = shapes[producer][0]
     if flattened:
         if inputs % channels:
             return None

@@ -166,3 +166,63 @@ def test_compaction_matches_the_masked_network_on_random_conv_stacks(case):
         assert result.params == count_params(model)[1] + sum(  # zeros the pruner did not make stay counted
             int((p == 0).sum()) for p in result.model.parameters()
         )
+
+
+class TokenMLP(nn.Module):
+    """A transformer-style MLP over tokens (N, T, features), then a flatten over tokens and features."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.head = nn.Linear(6, 8), nn.Linear(8, 5), nn.Linear(4 * 5, 3)
+
+    def forward(self, x):
+        return self.head(self.fc2(nn.functional.gelu(self.fc1(x))).relu().flatten(1))
+
+
+def test_a_linear_layer_over_tokens_chains_only_through_elementwise_operations():
+    """Its features are the last dimension: GELU keeps them, flatten interleaves them with the tokens (feature
+    h of fc2 is every 5th input of the head, not a block), so fc2 → head is no chain."""
+    assert find_chains(TokenMLP(), (4, 6)) == [Chain("fc1", "fc2")]
+    model = TokenMLP().eval()
+    with torch.no_grad():
+        model.fc1.weight[[1, 5]] = 0
+        model.fc1.bias[[1, 5]] = 0
+        model.fc2.weight[2] = 0
+        model.fc2.bias[2] = 0
+    result = compact(model, torch.randn(8, 4, 6))
+    assert result.compacted and result.removed_filters == 2 and result.model.fc2.in_features == 6
+
+
+class Twice(nn.Module):
+    """``a`` runs twice (shared weights): its input channels are the model's input and ``b``'s output."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1), nn.Linear(48, 2)
+
+    def forward(self, x):
+        return self.head(self.a(self.b(self.a(x).relu()).relu()).relu().flatten(1))
+
+
+def test_a_layer_called_twice_is_in_no_chain_and_compaction_stays_sound():
+    assert find_chains(Twice(), (3, 4, 4)) == []
+    model = Twice().eval()
+    with torch.no_grad():
+        model.b.weight[1] = 0
+        model.b.bias[1] = 0
+    result = compact(model, torch.randn(8, 3, 4, 4))
+    assert not result.compacted and result.model is model and "no conv/linear layer feeds" in result.note
+
+
+def test_a_compacted_network_that_does_not_run_is_reported_not_raised(monkeypatch):
+    """Should a chain ever be unsound in a way that breaks shapes, the cell keeps the masked model."""
+    import pytest_prune.metrics.compaction as compaction
+
+    monkeypatch.setattr(compaction, "find_chains", lambda model, shape: [Chain("b", "a")])
+    model = Twice().eval()
+    with torch.no_grad():
+        model.b.weight[1] = 0
+        model.b.bias[1] = 0
+    result = compact(model, torch.randn(8, 3, 4, 4))
+    assert not result.compacted and result.model is model
+    assert result.note.startswith("not compacted: the compacted network does not run (")
