@@ -9,7 +9,9 @@ FLOPs per MAC; the test suite cross-checks the two.
 
 Matrix products that no conv/linear module performs (``torch.matmul`` in a forward, attention) are
 counted through FlopCounterMode, which sees every aten matmul/convolution: whatever it counts beyond the
-hooked layers becomes one extra entry, ``FUNCTIONAL``, at full density. FlopCounterMode's first use imports
+hooked layers becomes one extra entry, ``FUNCTIONAL``, at full density (``nn.MultiheadAttention``'s four
+projections are counted as layers of their own, at their weights' densities, so only its attention
+products remain there). FlopCounterMode's first use imports
 torch._dynamo (about 1.5 s per process), so a cheap TorchFunctionMode first watches the forward pass for
 calls outside the hooked layers whose names say matrix product (matmul, mm, linear, conv, einsum,
 attention, dot, …); only a model that makes one is counted a second time through FlopCounterMode.
@@ -119,16 +121,18 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> list[LayerCount]
     counts: list[LayerCount] = []
 
     def record(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if isinstance(module, nn.MultiheadAttention):
+            counts.extend(_attention_projections(name, module, inputs))
+            return
         weight = cast(torch.Tensor, module.weight).detach()
-        density = float(torch.count_nonzero(weight)) / weight.numel()
-        counts.append(LayerCount(name, _layer_macs(module, inputs, output), density))
+        counts.append(LayerCount(name, _layer_macs(module, inputs, output), _density(weight)))
 
     watch = _MatmulWatch()
     layers = [module for module in model.modules() if _is_layer(module)]
     handles = [module.register_forward_pre_hook(watch.enter) for module in layers]
     handles += [module.register_forward_hook(watch.leave) for module in layers]
     try:
-        probe_forward(model, input_shape, _is_layer, record, watch)
+        probe_forward(model, input_shape, lambda m: _is_layer(m) or isinstance(m, nn.MultiheadAttention), record, watch)
     finally:
         for handle in handles:
             handle.remove()
@@ -139,6 +143,37 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> list[LayerCount]
         if functional > 0:
             counts.append(LayerCount(FUNCTIONAL, functional, 1.0))
     return counts
+
+
+def _density(weight: torch.Tensor) -> float:
+    weight = weight.detach()
+    return float(torch.count_nonzero(weight)) / weight.numel()
+
+
+def _attention_projections(name: str, module: nn.MultiheadAttention, inputs: tuple) -> list[LayerCount]:
+    """The four projections of ``nn.MultiheadAttention``, each at its weight's density.
+
+    It reads its weights directly (``in_proj_weight`` or ``q/k/v_proj_weight``, and ``out_proj.weight``
+    without calling ``out_proj``), so no layer hook sees them: counted here, they leave FlopCounterMode's
+    ``FUNCTIONAL`` remainder only the attention products themselves, and a pruned ``out_proj`` counts at
+    its density. Called with keyword arguments, the module's inputs are not seen and all of it stays in
+    ``FUNCTIONAL`` at full density.
+    """
+    if len(inputs) < 3 or not all(isinstance(x, torch.Tensor) for x in inputs[:3]):
+        return []
+    query, key, value = inputs[:3]
+    embed = module.embed_dim
+    if module.in_proj_weight is not None:
+        q, k, v = module.in_proj_weight.chunk(3)
+    else:
+        q, k, v = module.q_proj_weight, module.k_proj_weight, module.v_proj_weight
+    # tokens × in-dim × out-dim = (input elements) × embed for each input projection; out: query tokens × E × E
+    return [
+        LayerCount(f"{name}.q_proj", query.numel() * embed, _density(q)),
+        LayerCount(f"{name}.k_proj", key.numel() * embed, _density(k)),
+        LayerCount(f"{name}.v_proj", value.numel() * embed, _density(v)),
+        LayerCount(f"{name}.out_proj", query.numel() * embed, _density(module.out_proj.weight)),
+    ]
 
 
 def _missing_formulas() -> dict[Any, Callable[..., int]]:

@@ -151,8 +151,45 @@ def test_multihead_attention_is_counted_in_eval_mode_too():
     from pytest_prune.metrics import FUNCTIONAL
 
     length, embed = 6, 8
-    projections = length * embed * 3 * embed + length * embed * embed  # q, k, v in; out
     attention = 2 * length * length * embed  # QKᵀ and AV over both heads
     counts = {c.name: c.macs for c in count_macs(SelfAttention(), (length, embed))}
-    assert counts == {FUNCTIONAL: projections + attention, "head": embed * 3}
+    projections = {f"attention.{p}_proj": length * embed * embed for p in "qkvo"}  # tokens × E × E each
+    projections["attention.out_proj"] = projections.pop("attention.o_proj")
+    assert counts == {**projections, FUNCTIONAL: attention, "head": embed * 3}
+    # FlopCounterMode counts CPU attention as 0 (pytest-prune adds it): everything else is its count
+    assert sum(counts.values()) - counts[FUNCTIONAL] == flop_counter_macs(SelfAttention(), (length, embed))
     assert torch.backends.mha.get_fastpath_enabled()  # restored
+
+
+def test_a_pruned_attention_projection_counts_at_its_density():
+    """out_proj is a prunable linear layer that nn.MultiheadAttention multiplies by without calling it."""
+    from pytest_prune.metrics import FUNCTIONAL
+
+    model = SelfAttention()
+    with torch.no_grad():
+        model.attention.out_proj.weight[:, :6] = 0  # 3/4 of it
+        model.attention.in_proj_weight[8:12] = 0  # half of k's rows
+    density = {c.name: c.density for c in count_macs(model, (6, 8))}
+    assert density["attention.out_proj"] == 0.25 and density["attention.k_proj"] == 0.5
+    assert density["attention.q_proj"] == density["attention.v_proj"] == density[FUNCTIONAL] == 1.0
+
+
+def test_cross_attention_counts_each_projection_on_its_own_tokens():
+    attention = nn.MultiheadAttention(8, 2, kdim=4, vdim=5, batch_first=True)
+
+    class Cross(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention, self.head = attention, nn.Linear(8, 3)
+
+        def forward(self, x):  # 6 query tokens of 8; 3 key/value tokens of 4 and 5 features
+            memory = x[:, :3]
+            return self.head(self.attention(x, memory[..., :4], memory[..., :5], need_weights=False)[0].mean(1))
+
+    from pytest_prune.metrics import FUNCTIONAL
+
+    counts = {c.name: c.macs for c in count_macs(Cross(), (6, 8))}
+    assert counts["attention.q_proj"] == 6 * 8 * 8 and counts["attention.out_proj"] == 6 * 8 * 8
+    assert counts["attention.k_proj"] == 3 * 4 * 8 and counts["attention.v_proj"] == 3 * 5 * 8
+    assert counts[FUNCTIONAL] == 2 * 6 * 3 * 8  # QKᵀ and AV: 6 queries × 3 keys × 8
+    assert sum(counts.values()) - counts[FUNCTIONAL] == flop_counter_macs(Cross(), (6, 8))
