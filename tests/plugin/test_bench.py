@@ -139,6 +139,16 @@ def test_ini_paths_are_relative_to_the_ini_file(pytester, monkeypatch):
     assert not (pytester.path / "elsewhere" / "out").exists()
 
 
+def test_a_1x_cell_is_the_finetuned_dense_control(pytester):
+    result = pytester.runpytest(
+        *FAST, "--prune-bench", "--prune-pruner=global_magnitude", "--prune-compression=1", "--prune-json=out.json"
+    )
+    result.assert_outcomes(passed=1)
+    [row] = records(pytester.path / "out.json")
+    assert row["compression_achieved"] == 1.0 and row["pruned_top1"] == row["dense_top1"]  # nothing removed
+    assert row["epochs"] == 1 and row["seconds"]["finetune"] > 0 and row["finetune"]["epochs"] == 1
+
+
 def test_a_threshold_failure_says_measured_and_required(pytester, xdist):
     result = pytester.runpytest(
         "--prune-bench",
