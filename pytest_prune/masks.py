@@ -50,11 +50,13 @@ def prunable_names(model: nn.Module) -> list[str]:
     return [f"{names[id(module)]}.{attr}".lstrip(".") for module, attr in prunable(model)]
 
 
-def amount_for(total: int, prunable_count: int, compression: float) -> float:
+def amount_for(total: int, prunable_count: int, compression: float, already_zero: int = 0) -> float:
     """Fraction of the prunable weights to remove so that total/nonzero = ``compression``.
 
     Removing ``r`` weights gives compression total/(total − r), so r = total·(1 − 1/compression) and
-    amount = r / prunable. Raises ValueError when the target needs more than every prunable weight.
+    amount = r / prunable (ShrinkBench's). ``already_zero`` parameters outside the prunable weights that are
+    zero already (a BatchNorm shift at its initial 0) are zeros the pruner need not make: r less them.
+    Raises ValueError when the target needs more than every prunable weight.
     """
     if compression < 1 or not math.isfinite(compression):
         raise ValueError(f"compression must be a finite number ≥ 1, got {compression}")
@@ -62,20 +64,35 @@ def amount_for(total: int, prunable_count: int, compression: float) -> float:
         if compression == 1:
             return 0.0
         raise ValueError("the model has no prunable weights (conv/linear weights other than the classifier)")
-    amount = total * (1.0 - 1.0 / compression) / prunable_count
+    amount = (total * (1.0 - 1.0 / compression) - already_zero) / prunable_count
     if amount >= 1.0:
-        ceiling = total / max(total - prunable_count, 1)
+        fixed = total - prunable_count - already_zero
         raise ValueError(
             f"compression {compression:g}x is not reachable: removing every prunable weight gives "
-            f"{ceiling:.3g}x ({total - prunable_count:,} of {total:,} parameters are not prunable)"
+            f"{total / max(fixed, 1):.3g}x ({fixed:,} of {total:,} parameters are not prunable and nonzero)"
         )
-    return amount
+    return max(amount, 0.0)
 
 
-def amount_for_model(model: nn.Module, compression: float) -> float:
-    """``amount_for`` with the counts taken from ``model``: all its parameters and its prunable weights."""
-    total = sum(p.numel() for p in model.parameters())
-    return amount_for(total, sum(getattr(m, a).numel() for m, a in prunable(model)), compression)
+def amount_for_model(model: nn.Module, compression: float, masks: Mapping[str, torch.Tensor] | None = None) -> float:
+    """``amount_for`` with the counts taken from ``model``: all its parameters, its prunable weights, and the
+    zeros among the others that no mask in ``masks`` removed (a filter's bias removed in an earlier round of
+    an iterative schedule is the pruner's, already in what it is asked to remove; a BatchNorm shift that is
+    zero as initialised is not)."""
+    weights = {id(getattr(m, a)) for m, a in prunable(model)}
+    masks = masks or {}
+    total = prunable_count = already_zero = 0
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            total += param.numel()
+            if id(param) in weights:
+                prunable_count += param.numel()
+                continue
+            zero = param == 0
+            if name in masks:
+                zero &= masks[name].to(zero.device)
+            already_zero += int(zero.sum())
+    return amount_for(total, prunable_count, compression, already_zero)
 
 
 def count_to_remove(amount: float, numel: int) -> int:

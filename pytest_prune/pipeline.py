@@ -228,7 +228,7 @@ class Cell(CachedStages):
         where = case.id if settings.rounds == 1 else f"{case.id}, round {round_} of {settings.schedule}"
         dense, data = self.store.dense(case.dataset, case.arch), self.store.dataset(case.dataset)
         try:
-            amount = amount_for_model(model, target)
+            amount = amount_for_model(model, target, previous)
         except ValueError as exc:
             raise MaskError(f"{where}: {exc}") from None
         self.fields["amount"] = amount
