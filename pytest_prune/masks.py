@@ -74,24 +74,42 @@ def amount_for(total: int, prunable_count: int, compression: float, already_zero
     return max(amount, 0.0)
 
 
-def amount_for_model(model: nn.Module, compression: float, masks: Mapping[str, torch.Tensor] | None = None) -> float:
-    """``amount_for`` with the counts taken from ``model``: all its parameters, its prunable weights, and the
-    zeros among the others that no mask in ``masks`` removed (a filter's bias removed in an earlier round of
-    an iterative schedule is the pruner's, already in what it is asked to remove; a BatchNorm shift that is
-    zero as initialised is not)."""
+def zeros_outside(model: nn.Module, masks: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Where parameters outside the prunable weights are zero already and no mask in ``masks`` removed them
+    (a BatchNorm shift at its initial 0; not a filter's bias an earlier round of an iterative schedule
+    removed, which is the pruner's): ``{name: bool tensor, True = zero}`` for each parameter with any."""
     weights = {id(getattr(m, a)) for m, a in prunable(model)}
     masks = masks or {}
-    total = prunable_count = already_zero = 0
+    out = {}
     with torch.no_grad():
         for name, param in model.named_parameters():
-            total += param.numel()
             if id(param) in weights:
-                prunable_count += param.numel()
                 continue
             zero = param == 0
             if name in masks:
                 zero &= masks[name].to(zero.device)
-            already_zero += int(zero.sum())
+            if zero.any():
+                out[name] = zero
+    return out
+
+
+def combine(
+    masks: dict[str, torch.Tensor], previous: Mapping[str, torch.Tensor], held: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """A round's masks joined with every earlier round's (a removed weight stays removed) and with the
+    ``held`` zeros its amount counted as made already (``zeros_outside``), which then stay zero in finetuning:
+    the finetuned model is as compressed as the pruned one measures."""
+    for name, keep in [*previous.items(), *((n, ~zero) for n, zero in held.items())]:
+        masks[name] = masks[name] & keep if name in masks else keep
+    return masks
+
+
+def amount_for_model(model: nn.Module, compression: float, masks: Mapping[str, torch.Tensor] | None = None) -> float:
+    """``amount_for`` with the counts taken from ``model``: all its parameters, its prunable weights, and the
+    ``zeros_outside`` them that ``masks`` did not remove."""
+    total = sum(p.numel() for p in model.parameters())
+    prunable_count = sum(getattr(m, a).numel() for m, a in prunable(model))
+    already_zero = sum(int(zero.sum()) for zero in zeros_outside(model, masks).values())
     return amount_for(total, prunable_count, compression, already_zero)
 
 

@@ -21,7 +21,16 @@ from torch import nn
 
 from .cache import CellCache, CorruptEntry, data_digest
 from .data.base import Batches, ImageDataset, load_dataset
-from .masks import MaskEnforcer, MaskError, amount_for_model, check_compression, check_contract, derive_masks
+from .masks import (
+    MaskEnforcer,
+    MaskError,
+    amount_for_model,
+    check_compression,
+    check_contract,
+    combine,
+    derive_masks,
+    zeros_outside,
+)
 from .matrix import Case
 from .metrics import count_macs, count_params, macs_summary, uncounted_modules
 from .metrics.compaction import Compaction, compact
@@ -227,6 +236,7 @@ class Cell(CachedStages):
         case, settings = self.case, self.store.settings
         where = case.id if settings.rounds == 1 else f"{case.id}, round {round_} of {settings.schedule}"
         dense, data = self.store.dense(case.dataset, case.arch), self.store.dataset(case.dataset)
+        held = zeros_outside(model, previous)
         try:
             amount = amount_for_model(model, target, previous)
         except ValueError as exc:
@@ -249,8 +259,7 @@ class Cell(CachedStages):
                 check_contract(model, masks, before)
             except MaskError as exc:
                 raise MaskError(f"{where}: pruner {case.pruner!r}: {exc}") from None
-            for name, mask in previous.items():
-                masks[name] = masks[name] & mask if name in masks else mask
+            masks = combine(masks, previous, held)
             seconds = self.fields.setdefault("seconds", {})
             seconds["prune"] = round(seconds.get("prune", 0.0) + time.perf_counter() - start, 4)
             params, nonzero = count_params(model)

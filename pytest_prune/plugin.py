@@ -7,6 +7,7 @@ neither torch nor numpy; the work lives in modules imported when a prune fixture
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -78,15 +79,23 @@ def _ini_relative(kind: str, value: str, folder: Path) -> str:
     """``value`` with its relative paths joined to ``folder``: the whole value for a path option, the
     ``path.py`` of each ``path.py:function`` SPEC of a SPEC list."""
     if kind == "path":
-        path = Path(value.strip()).expanduser()
-        return str(path if path.is_absolute() else folder / path)
+        return str(_under(folder, value.strip()))
     specs = []
     for spec in split_list(value):
         target, sep, attr = spec.rpartition(":")
-        if is_import_spec(spec) and is_path_target(target) and not Path(target).expanduser().is_absolute():
-            spec = f"{folder / Path(target).expanduser()}{sep}{attr}"
-        specs.append(spec)
+        specs.append(
+            f"{_under(folder, target)}{sep}{attr}" if is_import_spec(spec) and is_path_target(target) else spec
+        )
     return ",".join(specs)
+
+
+def _under(folder: Path, text: str) -> Path:
+    """``text`` as a path, ``~`` expanded, under ``folder`` unless absolute (an unknown ``~user`` stays as it is,
+    for the error that names the missing file)."""
+    path = Path(text)
+    with contextlib.suppress(RuntimeError):
+        path = path.expanduser()
+    return path if path.is_absolute() else folder / path
 
 
 def pytest_configure(config: pytest.Config) -> None:

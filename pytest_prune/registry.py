@@ -7,6 +7,7 @@ config exists (the same trade-off timm makes for its model registry). Everything
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import hashlib
@@ -126,7 +127,8 @@ class Registry:
                 raise
             message = (
                 f"{self.kind} SPEC {spec!r} does not import: {type(exc).__name__}: {exc}. "
-                f"Check the path (relative to the current folder) and the function name."
+                "Check the path (relative to the current folder on the command line, to the ini file's folder "
+                "in the ini file) and the function name."
             )
             return self._break(spec, message)
         if not callable(fn):
@@ -165,7 +167,10 @@ def is_path_target(target: str) -> bool:
 
 def _import_target(target: str) -> Any:
     if is_path_target(target):
-        path = Path(target).resolve()
+        path = Path(target)
+        with contextlib.suppress(RuntimeError):  # an unknown ~user: the missing file is named below
+            path = path.expanduser()
+        path = path.resolve()
         if not path.is_file():
             raise FileNotFoundError(f"no such file {str(path)!r}")
         name = "pytest_prune_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]

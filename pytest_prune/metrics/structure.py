@@ -116,9 +116,9 @@ def find_chains(model: nn.Module, input_shape: tuple[int, ...]) -> list[Chain]:
         if node.op != "call_module" or not _is_layer(modules[node.target]):
             continue
         chain = _follow(node, modules, shapes)
-        # a module called twice shares its weights between the calls: removing its filters or input
-        # channels for one call would change the other
-        if chain is not None and calls[chain.producer] == calls[chain.consumer] == 1:
+        # a module called twice (a BatchNorm too) shares its weights between the calls: removing its
+        # filters or channels for one call would change the other
+        if chain is not None and all(calls[m] == 1 for m in (chain.producer, chain.consumer, chain.norm) if m):
             chains.append(chain)
     return chains
 

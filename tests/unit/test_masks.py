@@ -235,3 +235,25 @@ def test_zeros_an_earlier_round_masked_are_the_pruners_own():
     for k in (1, 2, 3):
         achieved, masks = _prune_to(model, random_filter, 8.0 ** (k / 3), masks, (1, 8, 8))
         check_compression(8.0 ** (k / 3), achieved)
+
+
+def test_zeros_counted_as_made_stay_zero_in_finetuning():
+    """A BatchNorm shift at 0 counted towards the target is held at 0, as the pruner's own zeros are."""
+    from pytest_prune.masks import combine, zeros_outside
+
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
+    with torch.no_grad():
+        model[1].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.5, -0.5, 0.25]))  # half at BatchNorm's initial 0
+        model[0].bias[0] = 0
+    earlier = {"0.bias": torch.tensor([False, True, True, True, True, True])}  # an earlier round removed it
+    held = zeros_outside(model, earlier)
+    assert list(held) == ["1.bias"] and held["1.bias"].tolist() == [True] * 3 + [False] * 3
+    masks = combine({"0.weight": torch.ones(6, 4, dtype=torch.bool)}, earlier, held)
+    assert set(masks) == {"0.weight", "0.bias", "1.bias"} and not masks["0.bias"][0]
+    enforce, optimiser = MaskEnforcer(model, masks), torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.randn(8, 4)), torch.randint(0, 2, (8,))).backward()
+        optimiser.step()
+        enforce()
+    assert not model[1].bias[:3].any() and not model[0].bias[0] and model[1].bias[3:].all()

@@ -226,3 +226,29 @@ def test_a_compacted_network_that_does_not_run_is_reported_not_raised(monkeypatc
     result = compact(model, torch.randn(8, 3, 4, 4))
     assert not result.compacted and result.model is model
     assert result.note.startswith("not compacted: the compacted network does not run (")
+
+
+class SharedNorm(nn.Module):
+    """One BatchNorm after two convolutions: removing a filter of one would slice the channel of both."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1)
+        self.c3, self.c4 = nn.Conv2d(4, 8, 3, padding=1), nn.Conv2d(8, 2, 1)
+        self.bn, self.head = nn.BatchNorm2d(8), nn.Linear(2 * 4 * 4, 2)
+
+    def forward(self, x):
+        x = self.c2(self.bn(self.c1(x)).relu())
+        return self.head(self.c4(self.bn(self.c3(x)).relu()).flatten(1))
+
+
+def test_a_batchnorm_called_twice_is_in_no_chain():
+    assert find_chains(SharedNorm(), (3, 4, 4)) == [Chain("c2", "c3"), Chain("c4", "head", block=16)]
+    model = SharedNorm().eval()
+    with torch.no_grad():
+        for conv in (model.c1, model.c3):
+            conv.weight[1] = 0
+            conv.bias[1] = 0
+        model.bn.weight[1] = model.bn.bias[1] = 0
+    result = compact(model, torch.randn(8, 3, 4, 4))
+    assert not result.compacted and result.model is model
