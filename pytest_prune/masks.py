@@ -74,23 +74,14 @@ def amount_for(total: int, prunable_count: int, compression: float, already_zero
     return max(amount, 0.0)
 
 
-def zeros_outside(model: nn.Module, masks: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """Where parameters outside the prunable weights are zero already and no mask in ``masks`` removed them
-    (a BatchNorm shift at its initial 0; not a filter's bias an earlier round of an iterative schedule
-    removed, which is the pruner's): ``{name: bool tensor, True = zero}`` for each parameter with any."""
+def zeros_outside(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Where parameters outside the prunable weights are zero already (a BatchNorm shift at its initial 0):
+    ``{name: bool tensor, True = zero}`` for each parameter with any. Taken from the dense model before its
+    first round, they are zeros no pruner made."""
     weights = {id(getattr(m, a)) for m, a in prunable(model)}
-    masks = masks or {}
-    out = {}
     with torch.no_grad():
-        for name, param in model.named_parameters():
-            if id(param) in weights:
-                continue
-            zero = param == 0
-            if name in masks:
-                zero &= masks[name].to(zero.device)
-            if zero.any():
-                out[name] = zero
-    return out
+        zeros = {name: param == 0 for name, param in model.named_parameters() if id(param) not in weights}
+    return {name: zero for name, zero in zeros.items() if zero.any()}
 
 
 def combine(
@@ -104,13 +95,14 @@ def combine(
     return masks
 
 
-def amount_for_model(model: nn.Module, compression: float, masks: Mapping[str, torch.Tensor] | None = None) -> float:
-    """``amount_for`` with the counts taken from ``model``: all its parameters, its prunable weights, and the
-    ``zeros_outside`` them that ``masks`` did not remove."""
+def amount_for_model(model: nn.Module, compression: float, held: Mapping[str, torch.Tensor] | None = None) -> float:
+    """``amount_for`` with the counts taken from ``model``: all its parameters, its prunable weights, and
+    the ``held`` zeros outside them (default: the model's own ``zeros_outside``; under an iterative schedule
+    the dense model's, as later zeros there are a pruner's, a removed filter's bias, already in its amount)."""
     total = sum(p.numel() for p in model.parameters())
     prunable_count = sum(getattr(m, a).numel() for m, a in prunable(model))
-    already_zero = sum(int(zero.sum()) for zero in zeros_outside(model, masks).values())
-    return amount_for(total, prunable_count, compression, already_zero)
+    held = zeros_outside(model) if held is None else held
+    return amount_for(total, prunable_count, compression, sum(int(zero.sum()) for zero in held.values()))
 
 
 def count_to_remove(amount: float, numel: int) -> int:

@@ -210,13 +210,14 @@ class Cell(CachedStages):
         dense.guard(f"{case.dataset}/{case.arch}")
         model = copy.deepcopy(dense.model)
         masks: dict[str, torch.Tensor] = {}
+        held = zeros_outside(model)  # zeros no pruner made: counted in every round's amount, kept zero
         history: list[dict[str, Any]] = []
         self.fields["schedule"] = self.store.settings.schedule
         # iterative:N prunes to compression**(k/N) in round k and finetunes between rounds
         for k in range(1, rounds + 1):
             if k > 1:
                 history[-1]["top1"], _ = self._train(model, masks)
-            masks = self._prune_round(model, case.compression ** (k / rounds), masks, k)
+            masks = self._prune_round(model, case.compression ** (k / rounds), masks, held, k)
             history.append(
                 {
                     "round": k,
@@ -230,15 +231,20 @@ class Cell(CachedStages):
         return Pruned(model, masks)
 
     def _prune_round(
-        self, model: nn.Module, target: float, previous: dict[str, torch.Tensor], round_: int
+        self,
+        model: nn.Module,
+        target: float,
+        previous: dict[str, torch.Tensor],
+        held: dict[str, torch.Tensor],
+        round_: int,
     ) -> dict[str, torch.Tensor]:
-        """Prune ``model`` in place to ``target``; returns every mask so far (a removed weight stays removed)."""
+        """Prune ``model`` in place to ``target``; returns every mask so far (a removed weight stays removed),
+        ``held`` zeros (``zeros_outside``) included."""
         case, settings = self.case, self.store.settings
         where = case.id if settings.rounds == 1 else f"{case.id}, round {round_} of {settings.schedule}"
         dense, data = self.store.dense(case.dataset, case.arch), self.store.dataset(case.dataset)
-        held = zeros_outside(model, previous)
         try:
-            amount = amount_for_model(model, target, previous)
+            amount = amount_for_model(model, target, held)
         except ValueError as exc:
             raise MaskError(f"{where}: {exc}") from None
         self.fields["amount"] = amount

@@ -15,6 +15,7 @@ from pytest_prune.masks import (
     check_compression,
     derive_masks,
     prunable_names,
+    zeros_outside,
 )
 
 
@@ -199,16 +200,15 @@ def test_a_removed_filter_may_take_its_bias_and_batchnorm_channel(tiny_cnn):
     check_contract(tiny_cnn, derive_masks(tiny_cnn, returned, before), before)
 
 
-def _prune_to(model, pruner, compression, previous, shape=(1, 28, 28)):
-    """One pipeline round: the amount for ``compression`` after ``previous`` masks, the pruner's masks, all masks."""
+def _prune_to(model, pruner, compression, previous, held, shape=(1, 28, 28)):
+    """One pipeline round: the amount for ``compression`` with the dense model's ``held`` zeros, the pruner's
+    masks joined with ``previous`` and ``held``; returns the achieved compression and every mask."""
     from pytest_prune.data.base import Batches
-    from pytest_prune.masks import amount_for_model
+    from pytest_prune.masks import amount_for_model, combine
 
-    amount = amount_for_model(model, compression, previous)
+    amount = amount_for_model(model, compression, held)
     data = Batches(torch.randn(64, *shape), torch.randint(0, 10, (64,)), 32, 0)
-    masks = derive_masks(model, pruner(model, amount, data), dense_state(model))
-    for name, mask in previous.items():
-        masks[name] = masks[name] & mask if name in masks else mask
+    masks = combine(derive_masks(model, pruner(model, amount, data), dense_state(model)), previous, held)
     total = sum(p.numel() for p in model.parameters())
     return total / sum(int(torch.count_nonzero(p)) for p in model.parameters()), masks
 
@@ -220,8 +220,22 @@ def test_parameters_that_are_zero_already_count_towards_the_target():
 
     assert amount_for(1000, 900, 4.0, already_zero=60) == pytest.approx((750 - 60) / 900)
     torch.manual_seed(0)
-    achieved, _ = _prune_to(resnet20((1, 28, 28), 10), global_magnitude, 32.0, {})
+    model = resnet20((1, 28, 28), 10)
+    achieved, _ = _prune_to(model, global_magnitude, 32.0, {}, zeros_outside(model))
     assert achieved == pytest.approx(32.0, rel=0.002)
+
+
+def test_held_zeros_count_in_every_round_of_an_iterative_schedule():
+    """They stay zero and in the masks; a later round that took them for a pruner's own overshot."""
+    from pytest_prune.architectures import resnet20
+    from pytest_prune.pruners.magnitude import global_magnitude
+
+    torch.manual_seed(0)
+    model, masks = resnet20((1, 28, 28), 10), {}
+    held = zeros_outside(model)
+    for k in (1, 2, 3):
+        achieved, masks = _prune_to(model, global_magnitude, 32.0 ** (k / 3), masks, held)
+        assert achieved == pytest.approx(32.0 ** (k / 3), rel=0.002)
 
 
 def test_zeros_an_earlier_round_masked_are_the_pruners_own():
@@ -232,22 +246,24 @@ def test_zeros_an_earlier_round_masked_are_the_pruners_own():
 
     torch.manual_seed(0)
     model, masks = lenet300_100((1, 8, 8), 10), {}  # the digits' LeNet-300-100: 400 of its 50,710 are biases
+    held = zeros_outside(model)
     for k in (1, 2, 3):
-        achieved, masks = _prune_to(model, random_filter, 8.0 ** (k / 3), masks, (1, 8, 8))
+        achieved, masks = _prune_to(model, random_filter, 8.0 ** (k / 3), masks, held, (1, 8, 8))
         check_compression(8.0 ** (k / 3), achieved)
 
 
 def test_zeros_counted_as_made_stay_zero_in_finetuning():
     """A BatchNorm shift at 0 counted towards the target is held at 0, as the pruner's own zeros are."""
-    from pytest_prune.masks import combine, zeros_outside
+    from pytest_prune.masks import combine
 
     model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
     with torch.no_grad():
         model[1].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.5, -0.5, 0.25]))  # half at BatchNorm's initial 0
+    held = zeros_outside(model)
+    assert list(held) == ["1.bias"] and held["1.bias"].tolist() == [True] * 3 + [False] * 3
+    with torch.no_grad():
         model[0].bias[0] = 0
     earlier = {"0.bias": torch.tensor([False, True, True, True, True, True])}  # an earlier round removed it
-    held = zeros_outside(model, earlier)
-    assert list(held) == ["1.bias"] and held["1.bias"].tolist() == [True] * 3 + [False] * 3
     masks = combine({"0.weight": torch.ones(6, 4, dtype=torch.bool)}, earlier, held)
     assert set(masks) == {"0.weight", "0.bias", "1.bias"} and not masks["0.bias"][0]
     enforce, optimiser = MaskEnforcer(model, masks), torch.optim.SGD(model.parameters(), lr=0.1)
