@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .files import user_path
 from .options import DEFAULT_TOLERANCE
 
 
@@ -60,7 +61,7 @@ def _train(args: argparse.Namespace) -> int:
                 args.threads,
                 progress,
                 args.seed,
-                Path(root).expanduser() if root else None,
+                user_path(root) if root else None,
             )
         except (ValueError, ImportError, WeightsError) as exc:  # DataError, SpecError, ...: the message says what to do
             print(f"pytest-prune train: {dataset_name}/{arch}: {exc}", file=sys.stderr)

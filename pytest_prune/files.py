@@ -13,6 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def user_path(text: str) -> Path:
+    """``text`` as a path with ``~`` expanded; an unknown ``~user`` stays as written, so the error that says the
+    file or folder is missing names it (``Path.expanduser`` would raise instead)."""
+    path = Path(text)
+    with contextlib.suppress(RuntimeError):
+        path = path.expanduser()
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

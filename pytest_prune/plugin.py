@@ -7,7 +7,6 @@ neither torch nor numpy; the work lives in modules imported when a prune fixture
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import importlib.util
 import os
@@ -19,6 +18,7 @@ from typing import Any, Literal
 import pytest
 
 from . import fixtures
+from .files import user_path
 from .fixtures import PUBLIC_FIXTURES
 from .options import OPTIONS
 from .registry import SpecError, all_builtin, is_import_spec, is_path_target
@@ -76,26 +76,17 @@ def _raw_options(config: pytest.Config) -> dict[str, Any]:
 
 
 def _ini_relative(kind: str, value: str, folder: Path) -> str:
-    """``value`` with its relative paths joined to ``folder``: the whole value for a path option, the
-    ``path.py`` of each ``path.py:function`` SPEC of a SPEC list."""
+    """``value`` with its relative paths joined to ``folder`` (``~`` expanded): the whole value for a path
+    option, the ``path.py`` of each ``path.py:function`` SPEC of a SPEC list."""
     if kind == "path":
-        return str(_under(folder, value.strip()))
+        return str(folder / user_path(value.strip()))
     specs = []
     for spec in split_list(value):
         target, sep, attr = spec.rpartition(":")
         specs.append(
-            f"{_under(folder, target)}{sep}{attr}" if is_import_spec(spec) and is_path_target(target) else spec
+            f"{folder / user_path(target)}{sep}{attr}" if is_import_spec(spec) and is_path_target(target) else spec
         )
     return ",".join(specs)
-
-
-def _under(folder: Path, text: str) -> Path:
-    """``text`` as a path, ``~`` expanded, under ``folder`` unless absolute (an unknown ``~user`` stays as it is,
-    for the error that names the missing file)."""
-    path = Path(text)
-    with contextlib.suppress(RuntimeError):
-        path = path.expanduser()
-    return path if path.is_absolute() else folder / path
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -7,7 +7,6 @@ config exists (the same trade-off timm makes for its model registry). Everything
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import fnmatch
 import hashlib
@@ -18,8 +17,9 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar, overload
+
+from .files import user_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -167,10 +167,7 @@ def is_path_target(target: str) -> bool:
 
 def _import_target(target: str) -> Any:
     if is_path_target(target):
-        path = Path(target)
-        with contextlib.suppress(RuntimeError):  # an unknown ~user: the missing file is named below
-            path = path.expanduser()
-        path = path.resolve()
+        path = user_path(target).resolve()
         if not path.is_file():
             raise FileNotFoundError(f"no such file {str(path)!r}")
         name = "pytest_prune_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .files import user_path
 from .options import (
     CORRUPTION_NAMES,
     DEFAULT_ARCHS,
@@ -245,9 +245,7 @@ def build(raw: dict[str, Any]) -> Settings:
         settings.setdefault("epochs", RECIPES[name].epochs)
     root = raw.get("data_root") or os.environ.get("PYTEST_PRUNE_DATA")
     if root:
-        settings["data_root"] = Path(str(root))
-        with contextlib.suppress(RuntimeError):  # an unknown ~user: the missing folder is named when data loads
-            settings["data_root"] = settings["data_root"].expanduser()
+        settings["data_root"] = user_path(str(root))
     if values := split_list(raw.get("latency")):
         settings["latency_batches"] = () if values == ("off",) else tuple(_number("latency", v, int, 1) for v in values)
     if raw.get("latency_repeats") not in (None, ""):

@@ -156,9 +156,7 @@ def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
 def _follow(start: fx.Node, modules: dict[str, nn.Module], shapes: dict[str, tuple[int, ...]]) -> Chain | None:
     node, flattened = start, False
     norm: str | None = None
-    # a linear layer applied per position (tokens: (N, T, features)) has its features last, where only
-    # elementwise operations leave them alone and only another linear layer reads them one by one
-    per_position = isinstance(modules[cast(str, start.target)], nn.Linear) and len(shapes[cast(str, start.target)]) > 1
+    per_position = _per_position(cast(str, start.target), modules, shapes)
     while True:
         users = list(node.users)
         if len(users) != 1:
@@ -176,6 +174,12 @@ def _follow(start: fx.Node, modules: dict[str, nn.Module], shapes: dict[str, tup
         flattened = flattened or kind == "flatten"
 
 
+def _per_position(name: str, modules: dict[str, nn.Module], shapes: dict[str, tuple[int, ...]]) -> bool:
+    """A linear layer applied per position (tokens: (N, T, features)): its features are last, where only
+    elementwise operations leave them alone and only another linear layer reads them one by one."""
+    return isinstance(modules[name], nn.Linear) and len(shapes[name]) > 1
+
+
 def _flatten_start(node: fx.Node) -> int:
     args = [*node.args[1:], node.kwargs.get("start_dim")]
     return next((a for a in args if isinstance(a, int)), 0)
@@ -191,7 +195,7 @@ def _chain(
 ) -> Chain | None:
     target = modules[consumer]
     inputs = target.in_features if isinstance(target, nn.Linear) else cast(int, target.in_channels)
-    if isinstance(modules[producer], nn.Linear) and len(shapes[producer]) > 1:  # per position (``_follow``)
+    if _per_position(producer, modules, shapes):
         return (
             Chain(producer, consumer, None, 1)
             if isinstance(target, nn.Linear) and inputs == shapes[producer][-1]

@@ -50,9 +50,7 @@ def input_activity(model: nn.Module, data: Iterable, batches: int = 1) -> list[t
         model.train(mode)
         for handle in handles:
             handle.remove()
-    silent = [
-        name for name, (module, _) in zip(prunable_names(model), prunable(model), strict=True) if not counts[module]
-    ]
+    silent = [name for name, layer in zip(prunable_names(model), layers, strict=True) if not counts[layer]]
     if silent:
         raise ValueError(
             f"activation pruning needs each prunable layer's inputs, but {', '.join(silent)} never ran as a "
