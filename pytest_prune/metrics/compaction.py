@@ -182,6 +182,8 @@ def compact(model: nn.Module, inputs: torch.Tensor) -> Compaction:
         )
     try:
         difference = max_difference(model, new, inputs[:CHECKED])
+    except torch.OutOfMemoryError:  # the device is full, not the network unsound: the user must hear of it
+        raise
     except RuntimeError as exc:  # a removal the chains did not foresee (a shape that no longer fits)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Compaction(model, False, params, 0, f"not compacted: the compacted network does not run ({message})")

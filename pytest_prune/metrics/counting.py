@@ -70,8 +70,8 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 
 
 def _layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
-    if isinstance(module, nn.Linear):
-        return output[0].numel() * module.in_features
+    if isinstance(module, nn.Linear):  # an unbatched (1-D) input gives a 1-D output: all of it is one sample's
+        return (output[0] if output.dim() > 1 else output).numel() * module.in_features
     weight = cast(torch.Tensor, module.weight)
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         # Every input element meets (out_channels / groups) × kernel-volume weights: weight[0].numel().

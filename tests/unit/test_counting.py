@@ -54,6 +54,22 @@ def test_counting_changes_no_state():
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
+class Unbatched(nn.Module):
+    """Flattens its one input to a vector, so its layers see 1-D (unbatched) inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(12, 5), nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x.reshape(-1)).relu())[None]
+
+
+def test_a_linear_layer_on_an_unbatched_input_counts_all_its_outputs():
+    model = Unbatched()
+    assert macs_summary(count_macs(model, (3, 2, 2)))[0] == 12 * 5 + 5 * 3 == flop_counter_macs(model, (3, 2, 2))
+
+
 def test_transposed_convolution_is_counted_like_flop_counter():
     model = nn.Sequential(nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2))
     assert macs_summary(count_macs(model, (4, 5, 5)))[0] == flop_counter_macs(model, (4, 5, 5))

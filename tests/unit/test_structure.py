@@ -228,6 +228,23 @@ def test_a_compacted_network_that_does_not_run_is_reported_not_raised(monkeypatc
     assert result.note.startswith("not compacted: the compacted network does not run (")
 
 
+def test_running_out_of_memory_is_raised_not_reported_as_an_unsound_network(monkeypatch):
+    """torch.OutOfMemoryError is a RuntimeError, but a full device says nothing about the compacted network."""
+    import pytest_prune.metrics.compaction as compaction
+
+    def full(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(compaction, "max_difference", full)
+    model = Twice().eval()
+    monkeypatch.setattr(compaction, "find_chains", lambda model, shape: [Chain("b", "a")])
+    with torch.no_grad():
+        model.b.weight[1] = 0
+        model.b.bias[1] = 0
+    with pytest.raises(torch.OutOfMemoryError, match="out of memory"):
+        compact(model, torch.randn(8, 3, 4, 4))
+
+
 class SharedNorm(nn.Module):
     """One BatchNorm after two convolutions: removing a filter of one would slice the channel of both."""
 
