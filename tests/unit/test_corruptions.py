@@ -342,10 +342,17 @@ def test_rotation_and_translation_equal_per_image_affine_grids():
         assert torch.allclose(out, per_image_affine(x, theta), atol=1e-6)
 
 
-def test_streamed_batches_are_the_normalised_clamped_corruption():
-    space = PixelSpace({"mean": [0.1307], "std": [0.3081]}, 1)
-    x = space.normalised(images(1, n=BATCH + 5, size=8))
-    for name in ("gaussian_noise", "jpeg"):
+@pytest.mark.parametrize(
+    "normalisation",
+    [{"mean": [0.1307], "std": [0.3081]}, {"mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26]}],
+    ids=["grey", "colour"],
+)
+def test_streamed_batches_are_the_normalised_clamped_corruption(normalisation):
+    """Every kind of corruption (noise drawn per value, Pillow's 8-bit images), normalised channel by channel."""
+    channels = len(normalisation["mean"])
+    space = PixelSpace(normalisation, channels)
+    x = space.normalised(images(channels, n=BATCH + 5, size=8))
+    for name in ("gaussian_noise", "shot_noise", "impulse_noise", "jpeg", "pixelate"):
         for start, batch in corrupted_batches(x, space, CORRUPTIONS[name], 2, seed=4):
             pixels = space.pixels(x[start : start + BATCH])
             shifted = CORRUPTIONS[name].apply(pixels, CORRUPTIONS[name].params[1], batch_generator(4, name, start))
