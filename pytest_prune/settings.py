@@ -264,11 +264,11 @@ def build(raw: dict[str, Any]) -> Settings:
     settings.update(_robustness(raw))
     if raw.get("device"):
         settings["device"] = str(raw["device"])
-    if raw.get("json"):
-        settings["json_path"] = Path(str(raw["json"]))
+    if raw.get("json"):  # ~ as pytest's --junitxml expands it: `--prune-json=~/r.json` reaches us unexpanded
+        settings["json_path"] = user_path(str(raw["json"]))
     for key in ("leaderboard", "baseline"):
         if raw.get(key):
-            settings[key] = Path(str(raw[key]))
+            settings[key] = user_path(str(raw[key]))
     if raw.get("tolerance") not in (None, ""):
         settings["tolerance"] = _number("tolerance", str(raw["tolerance"]), float, 0)
     settings["no_cache"] = bool(raw.get("no_cache"))

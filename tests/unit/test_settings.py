@@ -118,3 +118,11 @@ def test_output_files_are_checked_before_any_work(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(pytest.UsageError, match="--prune-leaderboard .*file/LB.md: cannot create its folder"):
         check(leaderboard=tmp_path / "file" / "LB.md")
+
+
+def test_home_in_output_paths_is_expanded_as_pytest_expands_junitxml(tmp_path, monkeypatch):
+    """`--prune-json=~/r.json` reaches pytest-prune unexpanded (the shell expands only a leading ~)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    s = build({"json": "~/r.json", "leaderboard": "~/LB.md", "baseline": "~/base.json", "data_root": "~/data"})
+    assert (s.json_path, s.leaderboard, s.baseline) == (tmp_path / "r.json", tmp_path / "LB.md", tmp_path / "base.json")
+    assert s.data_root == tmp_path / "data"
