@@ -34,6 +34,7 @@ import io
 import math
 import pickle
 import struct
+import zlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -78,9 +79,13 @@ def require_root(root: Path | None, name: str, layout: str) -> Path:
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (raw or gzipped) of unsigned bytes as an array of its recorded shape."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot be read or decompressed ({exc}); the file is truncated or not gzip") from None
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":  # gzip by its magic bytes, whatever the name says (a browser may unpack a .gz)
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(
+            f"{path}: cannot be read or decompressed ({exc}); the file is truncated or damaged, download it again"
+        ) from None
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
         raise DataError(f"{path}: not an IDX file of unsigned bytes (header {raw[:4].hex() or 'empty'})")
     ndim = raw[3]
@@ -179,8 +184,22 @@ class _Refused(pickle.UnpicklingError):
     """A pickle names a global that is not a NumPy array's (it would run code)."""
 
 
-class _ArraysOnly(pickle.Unpickler):
-    """Unpickles dicts, lists, bytes and NumPy arrays; refuses every other global (no code runs)."""
+def _plain_dtype_state(dtype: np.dtype, state: Any) -> bool:
+    """Whether ``state`` is what pickling ``dtype`` (or it in another byte order) writes: numpy's ``__setstate__``
+    trusts its input, and a damaged state can crash the interpreter."""
+    if not isinstance(state, tuple) or len(state) != 8:
+        return False
+    order = state[1].decode("latin-1") if isinstance(state[1], bytes) else state[1]  # a Python 2 str
+    written = dtype.__reduce__()[2]
+    return order in ("<", ">", "|", "=") and state[:1] + state[2:] == written[:1] + written[2:]
+
+
+class _ArraysOnly(pickle._Unpickler):
+    """Unpickles dicts, lists, bytes and NumPy arrays; refuses every other global (no code runs), and any dtype
+    state but a plain dtype's (the pure-Python unpickler, so that each state is checked before numpy sees it)."""
+
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)
+    stack: list[Any]  # the pure-Python unpickler's stack, which the type stubs leave out
 
     ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"),
@@ -200,6 +219,14 @@ class _ArraysOnly(pickle.Unpickler):
             raise _Refused(f"refusing to unpickle {module}.{name}: only dicts, lists, bytes and arrays are expected")
         return super().find_class(module, name)
 
+    def _build(self) -> None:
+        instance, state = self.stack[-2:]
+        if isinstance(instance, np.dtype) and not _plain_dtype_state(instance, state):
+            raise pickle.UnpicklingError(f"the state of a {instance} array type is damaged: {state!r}")
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+
+    dispatch[pickle.BUILD[0]] = _build
+
 
 def read_cifar_batch(path: Path, label_key: bytes, classes: int) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR python-version pickle: (N, 3, 32, 32) uint8 images and int64 labels."""
@@ -210,7 +237,7 @@ def read_cifar_batch(path: Path, label_key: bytes, classes: int) -> tuple[np.nda
             f"{path}: {exc}; no code runs while loading, so write the batch again as a dict of NumPy arrays "
             "and lists (pickle protocol 2–5)"
         ) from None
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as exc:
+    except Exception as exc:  # a damaged pickle fails in the unpickler's own ways (IndexError, KeyError, struct.error)
         raise DataError(
             f"{path}: not a readable CIFAR python pickle ({type(exc).__name__}: {exc}); download it again"
         ) from None
@@ -298,11 +325,19 @@ def imagenet(root: Path | None = None) -> ImageDataset:
     splits = []
     classes: list[str] | None = None
     for split in ("train", "val"):
-        tree = datasets.ImageFolder(str(folder / split), transform=transform)
+        try:  # torchvision's FileNotFoundError for an empty class names neither the split nor the layout
+            tree = datasets.ImageFolder(str(folder / split), transform=transform)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"dataset 'imagenet': {folder / split}: {exc}; expected layout: {layout}") from None
         if classes is not None and list(tree.classes) != classes:
             raise DataError(f"dataset 'imagenet': {folder / 'val'} has other classes than {folder / 'train'}")
         classes = list(tree.classes)
-        images = [tree[i] for i in range(len(tree))]
+        images: list[tuple[Any, int]] = []
+        for path, _ in tree.samples:
+            try:  # PIL.UnidentifiedImageError is an OSError
+                images.append(tree[len(images)])
+            except OSError as exc:
+                raise DataError(f"dataset 'imagenet': {path}: {exc}; replace or remove the file") from None
         x = np.stack([np.asarray(image, dtype=np.uint8) for image, _ in images])
         y = np.asarray([label for _, label in images], dtype=np.int64)
         if x.ndim != 4 or x.shape[1] != 3:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+import subprocess
+import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -105,6 +108,27 @@ def test_truncated_and_foreign_idx_files_name_the_file(tmp_path):
         read_idx(gz)
 
 
+def test_idx_files_are_gzip_by_their_bytes_not_their_name_and_damaged_gzip_names_the_file(tmp_path):
+    files = make_mnist(tmp_path / "mnist", gz=True)
+    expected = load_dataset("mnist", tmp_path)
+    for path in files.values():  # the .gz names kept, the contents unpacked (as a browser may leave them)
+        path.write_bytes(gzip.decompress(path.read_bytes()))
+    assert torch.equal(load_dataset("mnist", tmp_path).train_x, expected.train_x)
+    for path in files.values():  # gzip contents under the raw names
+        path.rename(path.with_suffix("")).write_bytes(gzip.compress(path.with_suffix("").read_bytes()))
+    assert torch.equal(load_dataset("mnist", tmp_path).test_x, expected.test_x)
+    packed = gzip.compress(np.arange(4000, dtype=np.uint32).tobytes())
+    for i in range(20, len(packed) - 8):  # a damaged deflate stream fails in zlib, not in gzip
+        damaged = packed[:i] + bytes([packed[i] ^ 0xFF]) + packed[i + 1 :]
+        try:
+            gzip.decompress(damaged)
+        except zlib.error:
+            break
+    (tmp_path / "bad.gz").write_bytes(damaged)
+    with pytest.raises(DataError, match=r"bad.gz: cannot be read or decompressed \(Error -3.*download it again"):
+        read_idx(tmp_path / "bad.gz")
+
+
 def test_counts_and_labels_are_checked_per_file(tmp_path):
     files = make_mnist(tmp_path / "mnist", label_max=9)
     write_idx(files["t10k-labels"], np.arange(7) % 10)
@@ -124,6 +148,23 @@ def test_cifar_pickles_of_every_protocol_load(tmp_path, protocol):
     (folder / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=protocol))
     data = load_dataset("cifar10", tmp_path)
     assert len(data.train_x) == 4 * 8 + 2 and data.train_y.tolist()[16:18] == [3, 4]
+
+
+def test_a_damaged_array_type_in_a_cifar_pickle_is_an_error_not_a_crash(tmp_path):
+    """numpy trusts a pickled dtype's state: a damaged one crashed the interpreter (in a subprocess here)."""
+    folder = make_cifar(tmp_path)
+    batch = (folder / "data_batch_2").read_bytes()
+    state = batch.index(b"K\x03X\x01\x00\x00\x00|q") + 10  # (3, '|', None, None, None, -1, -1, 0) after a memo
+    assert batch[state : state + 3] == b"NNN"
+    # its first None becomes BININT2, which reads the next two as its bytes: (3, '|', 20046, -1, -1, 0)
+    (folder / "data_batch_2").write_bytes(batch[:state] + b"M" + batch[state + 1 :])
+    code = "import sys, pathlib; from pytest_prune.data.disk import read_cifar_batch as read; "
+    code += "read(pathlib.Path(sys.argv[1]), b'labels', 10)"
+    path = str(folder / "data_batch_2")
+    run = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "data_batch_2: not a readable CIFAR python pickle" in run.stderr
+    assert "the state of a uint8 array type is damaged" in run.stderr
 
 
 def test_cifar_pickles_are_checked_and_never_run_code(tmp_path):

@@ -59,13 +59,17 @@ class TinyNet(nn.Module):
 
 
 class FakeImageFolder:
-    """root/<class>/<file>.npy images (H, W, 3) uint8; the transform is applied like torchvision's."""
+    """root/<class>/<file>.npy images (H, W, 3) uint8; the transform is applied like torchvision's, and failures
+    are raised as torchvision's: FileNotFoundError for a class without images, OSError for a damaged image (PIL's
+    UnidentifiedImageError is one)."""
 
     def __init__(self, root, transform=None):
         from pathlib import Path
 
         self.classes = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
         self.samples = [(f, i) for i, c in enumerate(self.classes) for f in sorted((Path(root) / c).glob("*.npy"))]
+        if empty := sorted(set(self.classes) - {self.classes[i] for _, i in self.samples}):
+            raise FileNotFoundError(f"Found no valid file for the classes {', '.join(empty)}. ")
         self.transform = transform
 
     def __len__(self):
@@ -73,7 +77,10 @@ class FakeImageFolder:
 
     def __getitem__(self, index):
         path, label = self.samples[index]
-        image = np.load(path)
+        try:
+            image = np.load(path)
+        except ValueError:
+            raise OSError(f"cannot identify image file {str(path)!r}") from None
         return (self.transform(image) if self.transform else image), label
 
 
@@ -131,6 +138,23 @@ def test_imagenet_imagefolder_loads_through_torchvision(stand_in, tmp_path):
     data.validate("imagenet")
     assert data.train_x.shape == (6, 3, 64, 64) and data.test_x.shape == (4, 3, 64, 64)
     assert data.num_classes == 2 and data.test_y.tolist() == [0, 0, 1, 1]
+
+
+def test_imagenet_names_the_damaged_image_and_the_empty_class(stand_in, tmp_path):
+    for split in ("train", "val"):
+        for label in ("cat", "dog"):
+            (tmp_path / "imagenet" / split / label).mkdir(parents=True)
+            np.save(tmp_path / "imagenet" / split / label / "0.npy", np.zeros((64, 64, 3), np.uint8))
+    broken = tmp_path / "imagenet" / "train" / "dog" / "1.npy"
+    broken.write_bytes(b"\x93NUMPY truncated")
+    with pytest.raises(
+        DataError, match=f"dataset 'imagenet': {broken}: cannot identify image file .*replace or remove"
+    ):
+        load_dataset("imagenet", tmp_path)
+    broken.unlink()
+    (tmp_path / "imagenet" / "val" / "dog" / "0.npy").unlink()
+    with pytest.raises(DataError, match=r"imagenet/val: Found no valid file for the classes dog.*expected layout: DIR"):
+        load_dataset("imagenet", tmp_path)
 
 
 def test_imagenet_without_torchvision_or_folders_is_a_clear_error(monkeypatch, tmp_path):
