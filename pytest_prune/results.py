@@ -281,14 +281,13 @@ class Collector:
 
     def pytest_sessionfinish(self, session: Any) -> None:
         """Write the JSON and the leaderboard, and apply the baseline gate (a regression fails the session)."""
-        if not self.records:
+        if not self.records:  # nothing to write; with a baseline, every one of its cells is missing
             if self.baseline is not None:
-                self.messages.append("baseline gate: no pytest-prune cell ran, nothing compared")
-            return
-        if self.settings.json_path is not None:
+                self.messages.append("baseline gate: no pytest-prune cell ran")
+        elif self.settings.json_path is not None:
             self.write()
             self.messages.append(f"results JSON written to {self.settings.json_path}")
-        if self.settings.leaderboard is not None:
+        if self.records and self.settings.leaderboard is not None:
             from .report.leaderboard import write_leaderboard
 
             self.messages += write_leaderboard(self.settings.leaderboard, self.sorted_records(), self.environment)
@@ -297,7 +296,8 @@ class Collector:
             from .gate import compare
 
             self.findings = compare(self.baseline["results"], self.sorted_records(), self.settings.tolerance)
-            if any(f.regression for f in self.findings) and session.exitstatus == 0:
+            # a run that collected no test at all (exit 5) must not pass a gate whose cells are all missing
+            if any(f.regression for f in self.findings) and session.exitstatus in (0, 5):
                 session.exitstatus = 1  # pytest.ExitCode.TESTS_FAILED
 
     def counts(self) -> str:
@@ -333,7 +333,7 @@ class Collector:
             terminalreporter.write_sep("-", "pytest-prune: " + self.counts())
         for message in self.messages:
             terminalreporter.write_line(f"pytest-prune: {message}")
-        if self.baseline is not None and self.records:
+        if self.baseline is not None:
             from .gate import verdict
 
             regressed = any(f.regression for f in self.findings)

@@ -69,6 +69,19 @@ def test_a_missing_cell_and_a_changed_compression_regress(pytester, baseline):
     result.stdout.fnmatch_lines(["*REGRESSED digits/lenet300_100/global_magnitude/2x: achieved compression changed*"])
 
 
+def test_a_run_in_which_no_cell_ran_fails_the_gate(pytester, baseline):
+    """A -k that matches no cell (or a CI command without --prune-bench) leaves every baseline cell missing."""
+    pytester.makepyfile(test_other_unit="def test_unit():\n    pass\n")
+    result = pytester.runpytest(*ARGS, "--prune-baseline=base.json", "-k", "unit")
+    result.assert_outcomes(passed=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        ["*baseline gate: no pytest-prune cell ran*", "*4 regression(s) against base.json*", "*REGRESSED *: missing*"]
+    )
+    nothing = pytester.runpytest(*ARGS, "--prune-baseline=base.json", "-k", "no_such_test")  # pytest's exit 5
+    assert nothing.ret == 1
+
+
 @pytest.mark.parametrize(
     ("prepare", "message"),
     [
