@@ -6,11 +6,26 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .files import user_path
+from .files import output_problem, user_path
 from .options import DEFAULT_TOLERANCE
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    """A whole number ≥ ``low`` (argparse turns the error into a usage message, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} must be ≥ {low}")
+        return value
+
+    return parse
 
 
 def _points(text: str) -> float:
@@ -73,8 +88,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_refused(command: str, args: argparse.Namespace) -> bool:
+    """Print why ``-o`` cannot be written (a folder, or one of the results files read), before any work."""
+    inputs = {f"results file {i + 1}": Path(path) for i, path in enumerate(args.results)}
+    if problem := output_problem(Path(args.output), inputs):
+        print(f"pytest-prune {command}: -o {problem}", file=sys.stderr)
+    return problem is not None
+
+
 def _expect(args: argparse.Namespace) -> int:
     from .thresholds import expectations_from_results
+
+    if _output_refused("expect", args):
+        return 2
 
     try:
         written = expectations_from_results([Path(p) for p in args.results], Path(args.output), args.margin)
@@ -96,6 +122,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from .report.leaderboard import write_leaderboard
     from .results_file import ResultsError, incomparable, load_results
 
+    if _output_refused("leaderboard", args):
+        return 2
     try:
         documents = [(Path(p), load_results(Path(p))) for p in args.results]
     except ResultsError as exc:
@@ -148,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--arch", help="architecture name, e.g. lenet5")
     train.add_argument("--all", action="store_true", help="every built-in (dataset, architecture) pair")
     train.add_argument("--out", default="reference_models", help="folder for weights and manifest.json")
-    train.add_argument("--threads", type=int, default=1, help="torch CPU threads (recorded; default 1)")
-    train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    train.add_argument("--threads", type=_at_least(1), default=1, help="torch CPU threads (recorded; default 1)")
+    train.add_argument("--epochs", type=_at_least(1), default=None, help="override the recipe's epochs")
     train.add_argument(
         "--recipe", default=None, help="training recipe name (default: the pair's standard one, see recipes.py)"
     )

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import pytest
 
 from . import fixtures
-from .files import user_path
+from .files import output_problem, user_path
 from .fixtures import PUBLIC_FIXTURES
 from .options import OPTIONS
 from .registry import SpecError, all_builtin, is_import_spec, is_path_target
@@ -134,14 +134,11 @@ def _check_outputs(settings: Settings) -> None:
     one file for both would otherwise cost the session's results at its end."""
     outputs = {"--prune-json": settings.json_path, "--prune-leaderboard": settings.leaderboard}
     given = {option: path for option, path in outputs.items() if path is not None}
-    if len(given) == 2 and given["--prune-json"].resolve() == given["--prune-leaderboard"].resolve():
-        raise pytest.UsageError(
-            f"--prune-json and --prune-leaderboard both name {given['--prune-json']}: the leaderboard would "
-            "overwrite the results; give them different files"
-        )
+    written: dict[str, Path] = {"--prune-baseline": settings.baseline} if settings.baseline else {}
     for option, path in given.items():
-        if path.is_dir():
-            raise pytest.UsageError(f"{option} {path}: is a folder; give a file name, e.g. {path / 'results.json'}")
+        if problem := output_problem(path, written):  # the baseline, or the results under the leaderboard
+            raise pytest.UsageError(f"{option} {problem}")
+        written[option] = path
         folder = path.resolve().parent
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -150,6 +150,11 @@ def test_cli_merges_runs_into_one_leaderboard_and_compares(pytester, baseline):
     absent = cli(pytester, "compare", baseline, pytester.path / "absent.json")
     assert absent.ret == 2 and "absent.json: no such results file" in absent.stderr.str()
     edit(more, lambda d: d["environment"].update(schedule="iterative:3"))
+    for command in ("leaderboard", "expect"):  # -o on a results file it reads, or on a folder: refused before work
+        clobber = cli(pytester, command, baseline, more, "-o", more)
+        assert clobber.ret == 2 and f"-o {more} is also results file 2 {more}: one would" in clobber.stderr.str()
+        assert json.loads(more.read_text())["results"]
+        assert cli(pytester, command, baseline, "-o", pytester.path).ret == 2
     mixed = cli(pytester, "leaderboard", baseline, more, "-o", out)
     assert mixed.ret == 2
     assert "come from different matrices (schedule 'oneshot' vs 'iterative:3')" in mixed.stderr.str()

@@ -173,3 +173,19 @@ def test_the_compare_command_refuses_a_tolerance_that_would_pass_or_fail_everyth
         main(["compare", str(path), str(path), "--tolerance", tolerance])
     assert info.value.code == 2 and "must be a finite number of points ≥ 0" in capsys.readouterr().err
     assert main(["compare", str(path), str(path), "--tolerance", "0"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--threads", "0"], "argument --threads: '0' must be ≥ 1"),
+        (["--epochs", "-3"], "argument --epochs: '-3' must be ≥ 1"),
+        (["--epochs", "2.5"], "argument --epochs: '2.5' is not a whole number"),
+    ],
+)
+def test_train_refuses_thread_and_epoch_counts_that_train_nothing(capsys, args, message):
+    from pytest_prune.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["train", "--dataset", "digits", "--arch", "lenet5", *args])
+    assert exited.value.code == 2 and message in capsys.readouterr().err

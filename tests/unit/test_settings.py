@@ -111,8 +111,13 @@ def test_output_files_are_checked_before_any_work(tmp_path):
 
     check(json=tmp_path / "new" / "r.json", leaderboard=tmp_path / "LB.md")
     assert (tmp_path / "new").is_dir() and not list((tmp_path / "new").iterdir())  # no probe left behind
-    with pytest.raises(pytest.UsageError, match="both name .*same.json: the leaderboard would overwrite the results"):
+    same = r"--prune-leaderboard .*same.json is also --prune-json .*same.json: one would overwrite the other"
+    with pytest.raises(pytest.UsageError, match=same):
         check(json=tmp_path / "same.json", leaderboard=tmp_path / "." / "same.json")
+    (tmp_path / "base.json").write_text("{}")  # the baseline it is gated on (read later, so not checked here)
+    for output in ("json", "leaderboard"):
+        with pytest.raises(pytest.UsageError, match=f"--prune-{output} .*base.json is also --prune-baseline "):
+            check(**{output: tmp_path / "base.json"}, baseline=tmp_path / "base.json")
     with pytest.raises(pytest.UsageError, match="--prune-json .*: is a folder; give a file name"):
         check(json=tmp_path)
     (tmp_path / "file").write_text("")
