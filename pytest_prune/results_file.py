@@ -4,6 +4,7 @@ validation that names the file and the damage, and whether two files can be comp
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,18 @@ def _record_problem(record: dict[str, Any]) -> str | None:
         value = record.get(key)
         if value is not None and not (_is_number(value) and 0 <= value <= 1):
             return f"{key} {value!r} is not a fraction in [0, 1]"
+    from .gate import EXACT, EXACT_OPTIONAL
+    from .report.aggregate import NUMBERS, PER_KEY
+
+    exact = {field for field, _, _ in (*EXACT, *EXACT_OPTIONAL)}  # a NaN there would compare as unchanged
+    for key in (*NUMBERS, "dense_top5", "dense_macs", "params"):  # what the gate and the reports compute with
+        value = record.get(key)
+        if value is not None and not (_is_number(value) and (key not in exact or math.isfinite(value))):
+            return f"{key} {value!r} is not a number"
+    for key in PER_KEY:
+        value = record.get(key)
+        if value is not None and not (isinstance(value, dict) and all(map(_is_number, value.values()))):
+            return f"{key} {value!r} is not a table of numbers"
     return None
 
 
@@ -93,8 +106,9 @@ def merge_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         for key in sorted(robust_a.keys() & robust_b.keys())
         if robust_a[key] != robust_b[key]
     ]
-    if robust_a and robust_b and a.get("delta_points", 0.5) != b.get("delta_points", 0.5):
-        out.append(f"delta_points {a.get('delta_points', 0.5)!r} vs {b.get('delta_points', 0.5)!r}")
+    # δ sets every board's nominal prune potential, with robustness or without
+    if None not in (a.get("delta_points"), b.get("delta_points")) and a["delta_points"] != b["delta_points"]:
+        out.append(f"delta_points {a['delta_points']!r} vs {b['delta_points']!r}")
     return out
 
 

@@ -243,14 +243,19 @@ def leaderboard(
     if plot_note:
         lines += ["", f"_{plot_note}_"]
     lines += ["", "## Overall", ""]
-    ranking = sorted(overall.items(), key=lambda kv: (statistics.fmean(kv[1]), kv[0]))
+    # complete on more boards first: a pruner that errored on a board must not outrank one that finished it
+    ranking = sorted(overall.items(), key=lambda kv: (-len(kv[1]), statistics.fmean(kv[1]), kv[0]))
     lines.append(
         _markdown(
             ["#", "pruner", "mean rank", "boards"],
             [[str(i), _code(p), f"{statistics.fmean(r):.2f}", str(len(r))] for i, (p, r) in enumerate(ranking, 1)],
         )
     )
-    lines += ["", f"Mean rank over the {len(board_names)} board(s) where the pruner has every compression."]
+    lines += [
+        "",
+        f"Pruners complete on more of the {len(board_names)} board(s) first, then by mean rank over the boards "
+        "where the pruner has every compression.",
+    ]
     lines += ["", "---", "", _footer(records, environment, sources)]
     return "\n".join(lines) + "\n"
 

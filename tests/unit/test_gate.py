@@ -74,6 +74,19 @@ def test_any_change_of_compression_or_macs_regresses():
     )
 
 
+def test_exact_figures_are_compared_seed_by_seed_so_other_repeat_counts_do_not_regress():
+    """A pruner whose masks depend on the seed has other MACs per seed: their mean over seeds 0 and 1 is not seed
+    0's, though seed 0 removes exactly what it removed before."""
+    base = [rec(seed=0, macs=100.0), rec(seed=1, macs=104.0)]
+    assert regressions(base, [rec(seed=0, macs=100.0)]) == [
+        "d/a/magnitude/8x: seed 1 missing: in the baseline (top-1 95.00%), not in the current results"
+    ]
+    assert regressions(base[:1], base) == []  # more repeats now: seed 0 is unchanged
+    assert regressions(base, [rec(seed=0, macs=100.0), rec(seed=1, macs=103.0)]) == [
+        "d/a/magnitude/8x: MACs changed (seed 1): 104.0 → 103.0"
+    ]
+
+
 def test_missing_and_errored_cells_regress():
     base = [rec(), rec(pruner="gone")]
     now = [rec(top1=None, outcome="error", error="d-a-magnitude-8x-seed0: pruner raised KeyError")]
@@ -118,6 +131,9 @@ def document(**changes):
         (json.dumps(document(results=[rec(top1=float("nan"))])), "top1 nan is not a fraction in"),
         (json.dumps(document(results=[rec(top1=95.0)])), r"top1 95.0 is not a fraction in \[0, 1\]"),
         (json.dumps(document(results=[rec(seed="0")])), "seed '0' is not an integer"),
+        (json.dumps(document(results=[rec(compression_achieved="2x")])), "compression_achieved '2x' is not a number"),
+        (json.dumps(document(results=[rec(macs=float("inf"))])), "macs inf is not a number"),
+        (json.dumps(document(results=[rec(latency_ms={"1": "fast"})])), r"latency_ms \{'1': 'fast'\} is not a"),
     ],
     ids=[
         "missing",
@@ -130,6 +146,9 @@ def document(**changes):
         "nan",
         "percent",
         "seed",
+        "achieved",
+        "macs",
+        "latency",
     ],
 )
 def test_bad_results_files_say_what_is_wrong(tmp_path, content, message):
@@ -161,6 +180,9 @@ def test_merged_results_must_share_their_robustness_settings_too():
     )
     assert incomparable("a.json", a, "b.json", b) is None  # the gate compares top-1 and MACs only
     assert incomparable("a.json", a, "b.json", {"epochs": 2}, merging=True) is None  # robustness off in one
+    # δ sets the nominal prune potential on every board, robustness or not (a file without it predates it)
+    why = incomparable("a.json", {"delta_points": 0.5}, "b.json", {"delta_points": 5}, merging=True)
+    assert why == "a.json and b.json come from different matrices (delta_points 0.5 vs 5)"
 
 
 @pytest.mark.parametrize("tolerance", ["nan", "-5", "inf"])

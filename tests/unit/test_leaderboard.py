@@ -177,6 +177,17 @@ def test_a_pruner_with_an_errored_seed_is_incomplete_not_ranked_on_the_seeds_tha
     assert "- mnist5k-lenet5-random-8x-seed1: error: pruner raised assert 0 > 1\n" in board  # one list item
 
 
+def test_overall_a_pruner_complete_on_more_boards_outranks_one_that_errored_on_a_board():
+    """`first` wins lenet5 but errors on resnet20; `second` is second on lenet5 and first on resnet20."""
+    rows = []
+    for c in (2, 8, 32):
+        rows += [record("lenet5", "first", c, 0, 0.97), record("lenet5", "second", c, 0, 0.96)]
+        rows += [record("resnet20", "first", c, 0, None if c == 8 else 0.98), record("resnet20", "second", c, 0, 0.97)]
+    overall = leaderboard(rows, ENVIRONMENT).split("## Overall")[1]
+    assert overall.index("`second`") < overall.index("`first`")
+    assert "| 1   | `second` | 1.50        | 2 " in overall and "| 2   | `first`  | 1.00        | 1 " in overall
+
+
 def test_a_first_seed_without_dense_fields_neither_crashes_nor_hides_the_parent():
     rows = [r for r in records() if r["arch"] == "lenet5"]
     bare = {"id": "x", "dataset": "mnist5k", "arch": "lenet5", "pruner": "global_magnitude", "compression": 2.0}
