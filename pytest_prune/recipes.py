@@ -2,7 +2,7 @@
 
 A recipe is SGD with momentum and a per-step learning-rate schedule: ``cosine`` decay, ``multistep`` decay
 by ``gamma`` at ``milestones`` (fractions of the epochs, so a shortened run keeps the shape), or
-``constant``; an optional linear warm-up over the first ``warmup_epochs``. Dataset augmentation (random
+``constant``; an optional linear warm-up over the first ``warmup_epochs`` (scaled with the epochs too). Dataset augmentation (random
 crop + flip for CIFAR) belongs to the dataset and applies whenever a recipe trains on it.
 
 Sources of the published recipes:
@@ -49,8 +49,11 @@ class Recipe:
         return out
 
     def with_epochs(self, epochs: int) -> Recipe:
-        """The same recipe for a different number of epochs (warm-up kept, milestones scaled)."""
-        return replace(self, epochs=epochs)
+        """The same recipe for a different number of epochs: milestones and warm-up scale with them, so a short
+        run keeps the schedule's shape (a warm-up kept at its length would cover a 2-epoch run, whose learning
+        rate would then rise to its peak and never decay)."""
+        warmup = self.warmup_epochs * epochs / self.epochs if self.epochs else self.warmup_epochs
+        return replace(self, epochs=epochs, warmup_epochs=warmup)
 
     def factor(self, step: int, steps_per_epoch: int) -> float:
         """Learning-rate multiplier after ``step`` optimiser steps."""

@@ -22,6 +22,21 @@ def test_multistep_with_warmup_follows_the_published_schedule():
     assert SHRINKBENCH.factor(999, steps) == 1.0 and SHRINKBENCH.weight_decay == 0
 
 
+@pytest.mark.parametrize("recipe", [LIP_RESNET, LIP_VGG], ids=["resnet", "vgg"])
+@pytest.mark.parametrize("epochs", [2, 5, 10])
+def test_a_short_run_keeps_the_schedule_shape_warm_up_included(recipe, epochs):
+    """The warm-up scales with the epochs: kept at 5 or 10 epochs it covered a short run, whose learning rate
+    rose to its peak at the last step and never decayed."""
+    steps = 32
+    short = recipe.with_epochs(epochs)
+    assert short.warmup_epochs == pytest.approx(recipe.warmup_epochs * epochs / recipe.epochs)
+    factors = [short.factor(step, steps) for step in range(epochs * steps)]
+    peak = max(range(len(factors)), key=factors.__getitem__)
+    assert factors[peak] == 1.0 and peak < min(short.milestones) * epochs * steps  # warmed up before the first decay
+    last = recipe.factor(recipe.epochs * steps - 1, steps)  # where the full-length schedule ends
+    assert factors[-1] == pytest.approx(last, rel=1e-9)
+
+
 def test_each_dataset_family_has_its_pretraining_recipe():
     assert pretrain_recipe("cifar10", "resnet56") is LIP_RESNET
     assert pretrain_recipe("cifar100", "vgg16") is LIP_VGG
