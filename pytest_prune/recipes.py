@@ -2,8 +2,9 @@
 
 A recipe is SGD with momentum and a per-step learning-rate schedule: ``cosine`` decay, ``multistep`` decay
 by ``gamma`` at ``milestones`` (fractions of the epochs, so a shortened run keeps the shape), or
-``constant``; an optional linear warm-up over the first ``warmup_epochs`` (scaled with the epochs too). Dataset augmentation (random
-crop + flip for CIFAR) belongs to the dataset and applies whenever a recipe trains on it.
+``constant``; an optional linear warm-up over the first ``warmup_epochs`` (scaled with the epochs too).
+Dataset augmentation (random crop + flip for CIFAR) belongs to the dataset and applies whenever a recipe
+trains on it.
 
 Sources of the published recipes:
 
