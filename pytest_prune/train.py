@@ -38,6 +38,10 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+class Diverged(ValueError):
+    """Training reached a NaN or infinite loss: its weights are useless, and no reference is cached from them."""
+
+
 def train(
     model: nn.Module,
     data: ImageDataset,
@@ -76,8 +80,14 @@ def train(
             schedule.step()
             if after_step is not None:
                 after_step()
+        last = float(loss.detach())  # once an epoch: a check per step would wait for the device every step
+        if not math.isfinite(last):
+            raise Diverged(
+                f"training diverged: the loss is {last} after epoch {epoch + 1} of {recipe.epochs} "
+                f"(recipe {recipe.name!r}, lr {recipe.lr:g}); a lower learning rate may train"
+            )
         if progress is not None:
-            progress(epoch + 1, float(loss.detach()))
+            progress(epoch + 1, last)
     model.eval()
     return float(loss.detach())
 

@@ -42,6 +42,12 @@ class ImageDataset:
                 )
             if not torch.is_floating_point(x):
                 raise ValueError(f"dataset {name!r}: {split} inputs must be float, got {x.dtype}")
+            finite = torch.isfinite(x.reshape(len(x), -1)).all(1)
+            if not bool(finite.all()):
+                raise ValueError(
+                    f"dataset {name!r}: {int((~finite).sum())} {split} input(s) hold NaN or infinite values, the "
+                    f"first is input {int((~finite).nonzero()[0])}; a normalisation by a std of 0 gives them"
+                )
             if y.dtype != torch.int64:
                 raise ValueError(f"dataset {name!r}: {split} labels must be int64, got {y.dtype}")
             if y.ndim != 1:

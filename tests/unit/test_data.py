@@ -31,6 +31,11 @@ def test_validate_names_the_dataset_and_the_problem():
     column = ImageDataset(x, torch.tensor([[0], [1], [2], [0]]), x, torch.tensor([0, 1, 1, 0]), num_classes=3)
     with pytest.raises(ValueError, match=r"train labels have shape \(4, 1\); give one class index per input"):
         column.validate("toy")
+    holes = x.clone()
+    holes[2, 0, 1, 1], holes[3, 0, 0, 0] = float("nan"), float("inf")
+    nan = ImageDataset(x, torch.tensor([0, 1, 2, 0]), holes, torch.tensor([0, 1, 1, 0]), num_classes=3)
+    with pytest.raises(ValueError, match=r"'toy': 2 test input\(s\) hold NaN or infinite values, the first is input 2"):
+        nan.validate("toy")
 
 
 def test_batches_repeat_the_same_order_each_pass():

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
 import torch
 from torch import nn
 
-from pytest_prune.train import evaluate
+from pytest_prune.data.base import ImageDataset
+from pytest_prune.recipes import FINETUNE
+from pytest_prune.train import Diverged, evaluate, train
 
 
 class Fixed(nn.Module):
@@ -26,3 +31,13 @@ def test_evaluation_runs_in_eval_mode_and_restores_the_mode():
     before = model[1].running_mean.clone()
     evaluate(model, torch.randn(16, 4), torch.zeros(16, dtype=torch.long))
     assert model.training and torch.equal(before, model[1].running_mean)
+
+
+def test_training_that_diverges_raises_instead_of_returning_nan_weights():
+    x = torch.randn(64, 1, 4, 4)
+    y = torch.arange(64) % 3
+    data = ImageDataset(x, y, x, y, num_classes=3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    with pytest.raises(Diverged, match=r"training diverged: the loss is (nan|inf) after epoch 2 of 2 .*lr 1e\+38"):
+        train(model, data, replace(FINETUNE, lr=1e38), seed=0)
+    assert train(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), data, FINETUNE, seed=0) < 2  # a sane one trains
