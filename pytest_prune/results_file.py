@@ -114,8 +114,14 @@ def merge_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 def matrix_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """How two results environments differ in settings that change every number (empty: comparable)."""
+    from .settings import device_type
+
+    def setting(environment: dict[str, Any], key: str) -> Any:  # the kind of device: cuda:0 and cuda:1 compare
+        value = environment.get(key)
+        return device_type(value) if key == "device" and isinstance(value, str) else value
+
     return [
         f"{key} {a.get(key)!r} vs {b.get(key)!r}"
         for key in MATRIX_SETTINGS
-        if a.get(key) is not None and b.get(key) is not None and a.get(key) != b.get(key)
+        if None not in (a.get(key), b.get(key)) and setting(a, key) != setting(b, key)
     ]

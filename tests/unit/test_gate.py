@@ -169,6 +169,13 @@ def test_results_from_different_matrices_are_named():
     ]
 
 
+def test_gpus_of_one_kind_are_one_matrix():
+    """Per-GPU slices of a run (cuda:0, cuda:1, or cuda:auto recorded as cuda:0) merge and compare."""
+    assert matrix_differences({"device": "cuda:0"}, {"device": "cuda"}) == []
+    assert matrix_differences({"device": "cuda:0"}, {"device": "cuda:1"}) == []
+    assert matrix_differences({"device": "cuda:0"}, {"device": "cpu"}) == ["device 'cuda:0' vs 'cpu'"]
+
+
 def test_merged_results_must_share_their_robustness_settings_too():
     a = {"epochs": 2, "robustness": {"corruptions": ["jpeg"], "severities": [1, 2]}, "delta_points": 0.5}
     assert incomparable("a.json", a, "b.json", dict(a), merging=True) is None
