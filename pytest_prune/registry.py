@@ -7,6 +7,7 @@ config exists (the same trade-off timm makes for its model registry). Everything
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import hashlib
@@ -17,6 +18,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from .files import user_path
@@ -62,9 +64,14 @@ class Registry:
         key = name or fn.__name__
         current = self._entries.get(key)
         if current is not None and _origin(current) != _origin(fn):
+            if _definition(current) == _definition(fn):
+                return fn  # one file imported twice: the definition registered first serves
+            first, second = current, fn
+            if _origin(fn).startswith("pytest_prune.") and not _origin(current).startswith("pytest_prune."):
+                first, second = fn, current  # a conftest registered before the built-ins: the user's must move
             raise SpecError(
-                f"{self.kind} name {key!r} is already registered by {_origin(current)}; "
-                f"{_origin(fn)} must use another name, e.g. @{self.kind}({key + '_2'!r})"
+                f"{self.kind} name {key!r} is already registered by {_origin(first)}; "
+                f"{_origin(second)} must use another name, e.g. @{self.kind}({key + '_2'!r})"
             )
         self._entries[key] = fn
         return fn
@@ -152,6 +159,18 @@ class Registry:
 
 def _origin(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _definition(fn: Callable[..., Any]) -> tuple[str, str] | None:
+    """Where ``fn`` is defined: its resolved source file and qualified name. One file imported both as a
+    ``path.py:function`` SPEC and as a module (a unit test's ``from my_pruners import my_pruner``) gives two
+    function objects of one definition; None for what has no source file (a builtin)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    with contextlib.suppress(OSError, RuntimeError):
+        return str(Path(code.co_filename).resolve()), fn.__qualname__
+    return None
 
 
 def is_import_spec(spec: str) -> bool:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import textwrap
 
 import pytest
@@ -35,6 +36,19 @@ def test_a_clash_between_two_functions_is_an_error(registry):
         registry.register(two, "same")
 
 
+def test_a_user_function_registered_before_a_builtin_of_its_name_is_the_one_told_to_move(registry):
+    """A root conftest registers before the built-ins load: the clash still names the user's function."""
+
+    def cifar10(root=None): ...
+
+    namespace = {"__name__": "pytest_prune.data.disk"}
+    exec(compile("def cifar10(root=None): ...", "disk.py", "exec"), namespace)  # a built-in of that name
+    builtin = namespace["cifar10"]
+    registry.register(cifar10)
+    with pytest.raises(SpecError, match=r"registered by pytest_prune.data.disk.cifar10; .*\.cifar10 must use"):
+        registry.register(builtin)
+
+
 def test_resolve_names_globs_and_unknowns(registry):
     for name in ("global_magnitude", "layer_magnitude", "random"):
         registry.register(lambda m, a, d: None, name)
@@ -60,6 +74,22 @@ def test_resolve_path_and_module_specs(registry, tmp_path, monkeypatch):
     assert registry.resolve("./my_pruners.py:mine") == ["mine"]  # the same file is imported once
     monkeypatch.syspath_prepend(tmp_path)
     assert registry.resolve("pkg_pruners:theirs") == ["theirs"]
+
+
+def test_one_file_as_a_spec_and_as_an_imported_module_is_one_definition(registry, tmp_path, monkeypatch):
+    """A unit test's `from my_pruners import mine` beside `--prune-pruner my_pruners.py:mine` imports the file
+    twice (two modules, two function objects): the same definition, no clash. Another file's `mine` clashes."""
+    (tmp_path / "my_pruners.py").write_text("def mine(model, amount, data):\n    return None\n")
+    (tmp_path / "other.py").write_text("def mine(model, amount, data):\n    return 1\n")
+    monkeypatch.chdir(tmp_path)
+    assert registry.resolve("my_pruners.py:mine") == ["mine"]
+    monkeypatch.syspath_prepend(tmp_path)
+    imported = importlib.import_module("my_pruners")
+    assert imported.mine is not registry.get("mine")
+    registry.register(imported.mine)
+    assert registry.get("mine") is not imported.mine  # the definition registered first serves
+    with pytest.raises(SpecError, match="'mine' is already registered by pytest_prune_user_.*other.mine must use"):
+        registry.register(importlib.import_module("other").mine)
 
 
 def test_a_spec_that_does_not_import_breaks_only_its_own_name(registry, tmp_path):
