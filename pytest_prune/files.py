@@ -26,9 +26,9 @@ def output_problem(output: Path, others: dict[str, Path]) -> str | None:
     """Why ``output`` cannot be written without losing something: it is a folder, or the same file as one of
     ``others`` (named by their options: files read, or written too), which would be lost; None when it can."""
     if output.is_dir():
-        return f"{output}: is a folder; give a file name, e.g. {output / 'results.json'}"
-    for option, path in others.items():
-        if output.resolve() == path.resolve():
+        return f"{output}: is a folder; give a file name in it"
+    for option, path in others.items():  # samefile: a case-insensitive file system, a hard link
+        if output.resolve() == path.resolve() or (output.exists() and path.exists() and os.path.samefile(output, path)):
             return f"{output} is also {option} {path}: one would overwrite the other; give another file"
     return None
 

@@ -77,14 +77,15 @@ def _prune_cell(prune_case: Case, _prune_store: Store) -> Cell:
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    """Errors that name a problem with the user's input (data, weights, a name or spec, a setting) and what to
-    do: their message is the whole report, without the harness's traceback."""
+    """Errors that name a problem with the user's input (data, weights, a name or spec, a setting, a recipe
+    that diverges) and what to do: their message is the whole report, without the harness's traceback."""
     from .data.disk import DataError
     from .reference import WeightsError
     from .registry import SpecError
     from .settings import SettingsError
+    from .train import Diverged
 
-    return DataError, WeightsError, SpecError, SettingsError
+    return DataError, WeightsError, SpecError, SettingsError, Diverged
 
 
 def _run(cell: Cell, record: dict[str, Any], stage: str) -> Any:

@@ -53,6 +53,8 @@ class Recipe:
         """The same recipe for a different number of epochs: milestones and warm-up scale with them, so a short
         run keeps the schedule's shape (a warm-up kept at its length would cover a 2-epoch run, whose learning
         rate would then rise to its peak and never decay)."""
+        if epochs == self.epochs:
+            return self
         warmup = self.warmup_epochs * epochs / self.epochs if self.epochs else self.warmup_epochs
         return replace(self, epochs=epochs, warmup_epochs=warmup)
 

@@ -64,14 +64,14 @@ class Registry:
         key = name or fn.__name__
         current = self._entries.get(key)
         if current is not None and _origin(current) != _origin(fn):
-            if _definition(current) == _definition(fn):
+            if (where := _definition(current)) is not None and where == _definition(fn):
                 return fn  # one file imported twice: the definition registered first serves
-            first, second = current, fn
-            if _origin(fn).startswith("pytest_prune.") and not _origin(current).startswith("pytest_prune."):
-                first, second = fn, current  # a conftest registered before the built-ins: the user's must move
+            first, second = _origin(current), _origin(fn)
+            if second.startswith("pytest_prune.") and not first.startswith("pytest_prune."):
+                first, second = second, first  # a conftest registered before the built-ins: the user's must move
             raise SpecError(
-                f"{self.kind} name {key!r} is already registered by {_origin(first)}; "
-                f"{_origin(second)} must use another name, e.g. @{self.kind}({key + '_2'!r})"
+                f"{self.kind} name {key!r} is already registered by {first}; "
+                f"{second} must use another name, e.g. @{self.kind}({key + '_2'!r})"
             )
         self._entries[key] = fn
         return fn
@@ -161,15 +161,16 @@ def _origin(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def _definition(fn: Callable[..., Any]) -> tuple[str, str] | None:
+def _definition(fn: Callable[..., Any]) -> tuple[str, str, str] | None:
     """Where ``fn`` is defined: its resolved source file and qualified name. One file imported both as a
     ``path.py:function`` SPEC and as a module (a unit test's ``from my_pruners import my_pruner``) gives two
     function objects of one definition; None for what has no source file (a builtin)."""
-    code = getattr(fn, "__code__", None)
-    if code is None:
+    inner = inspect.unwrap(fn)  # a decorator's wrapper has its own code, shared by every function it wraps
+    code = getattr(inner, "__code__", None)
+    if code is None:  # a partial, a callable object: nothing to tell two of them apart
         return None
     with contextlib.suppress(OSError, RuntimeError):
-        return str(Path(code.co_filename).resolve()), fn.__qualname__
+        return str(Path(code.co_filename).resolve()), str(code.co_firstlineno), inner.__qualname__
     return None
 
 

@@ -281,7 +281,15 @@ class Collector:
 
     def pytest_sessionfinish(self, session: Any) -> None:
         """Write the JSON and the leaderboard, and apply the baseline gate (a regression fails the session)."""
-        if not self.records:  # nothing to write; with a baseline, every one of its cells is missing
+        config = session.config
+        if (
+            self.baseline is not None
+            and not self.records
+            and (config.option.collectonly or config.getoption("prune_baseline") is None)
+        ):  # nothing benchmarked: --collect-only, or a run under a baseline the ini file sets for every run
+            self.messages.append("baseline gate: no pytest-prune cell ran, nothing compared")
+            return
+        if not self.records:  # a baseline given for this run: every one of its cells is missing
             if self.baseline is not None:
                 self.messages.append("baseline gate: no pytest-prune cell ran")
         elif self.settings.json_path is not None:

@@ -73,10 +73,11 @@ def _record_problem(record: dict[str, Any]) -> str | None:
         if value is not None and not (_is_number(value) and 0 <= value <= 1):
             return f"{key} {value!r} is not a fraction in [0, 1]"
     from .gate import EXACT, EXACT_OPTIONAL
-    from .report.aggregate import NUMBERS, PER_KEY
+    from .report.aggregate import NUMBERS, PER_KEY, SHARED
 
     exact = {field for field, _, _ in (*EXACT, *EXACT_OPTIONAL)}  # a NaN there would compare as unchanged
-    for key in (*NUMBERS, "dense_top5", "dense_macs", "params"):  # what the gate and the reports compute with
+    named = {"dataset", "arch", "pruner", "compression", "dense_top1"}  # checked above
+    for key in (*NUMBERS, *(k for k in SHARED if k not in named)):  # what the gate and the reports compute with
         value = record.get(key)
         if value is not None and not (_is_number(value) and (key not in exact or math.isfinite(value))):
             return f"{key} {value!r} is not a number"

@@ -182,7 +182,7 @@ def compact(model: nn.Module, inputs: torch.Tensor) -> Compaction:
         )
     try:
         difference = max_difference(model, new, inputs[:CHECKED])
-    except torch.OutOfMemoryError:  # the device is full, not the network unsound: the user must hear of it
+    except torch.cuda.OutOfMemoryError:  # a full device (torch.OutOfMemoryError from 2.5 on), not an unsound network
         raise
     except RuntimeError as exc:  # a removal the chains did not foresee (a shape that no longer fits)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -3,7 +3,8 @@
 Ranking is by the area under the top-1 vs log2(compression) curve over the compressions every pruner of
 the board reached, divided by the width of that range: the mean top-1 along the log-compression axis, in
 percent (a single compression gives its top-1). A pruner with an errored cell has no area and ranks last,
-marked incomplete. The overall ranking orders pruners by their mean rank over the boards they appear on.
+marked incomplete. The overall ranking orders pruners by the number of boards they complete, then by their
+mean rank over those boards.
 
 The output is deterministic for the same records: no clock, no machine-dependent ordering. Measured
 latency speedups are measurements of the moment and differ between runs; every other figure repeats.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import importlib
 import textwrap
 
@@ -90,6 +91,19 @@ def test_one_file_as_a_spec_and_as_an_imported_module_is_one_definition(registry
     assert registry.get("mine") is not imported.mine  # the definition registered first serves
     with pytest.raises(SpecError, match="'mine' is already registered by pytest_prune_user_.*other.mine must use"):
         registry.register(importlib.import_module("other").mine)
+
+
+@pytest.mark.parametrize(
+    "wrap", [functools.partial, functools.lru_cache, lambda fn: functools.wraps(fn)(lambda *a: fn(*a))]
+)
+def test_two_wrapped_functions_of_one_name_still_clash(registry, wrap):
+    """A wrapper's code (or none, for a partial) is no definition of its own: two pruners must not pass as one."""
+    first, second = {"__name__": "a"}, {"__name__": "b"}  # two user modules, each with its own `mine`
+    exec(compile("def mine(m, a, d): return 'A'", "a.py", "exec"), first)
+    exec(compile("def mine(m, a, d): return 'B'", "b.py", "exec"), second)
+    registry.register(wrap(first["mine"]), "mine")
+    with pytest.raises(SpecError, match="'mine' is already registered"):
+        registry.register(wrap(second["mine"]), "mine")
 
 
 def test_a_spec_that_does_not_import_breaks_only_its_own_name(registry, tmp_path):

@@ -229,11 +229,11 @@ def test_a_compacted_network_that_does_not_run_is_reported_not_raised(monkeypatc
 
 
 def test_running_out_of_memory_is_raised_not_reported_as_an_unsound_network(monkeypatch):
-    """torch.OutOfMemoryError is a RuntimeError, but a full device says nothing about the compacted network."""
+    """An out-of-memory error is a RuntimeError, but a full device says nothing about the compacted network."""
     import pytest_prune.metrics.compaction as compaction
 
     def full(*args):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(compaction, "max_difference", full)
     model = Twice().eval()
@@ -241,7 +241,7 @@ def test_running_out_of_memory_is_raised_not_reported_as_an_unsound_network(monk
     with torch.no_grad():
         model.b.weight[1] = 0
         model.b.bias[1] = 0
-    with pytest.raises(torch.OutOfMemoryError, match="out of memory"):
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="out of memory"):
         compact(model, torch.randn(8, 3, 4, 4))
 
 
