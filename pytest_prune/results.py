@@ -230,7 +230,7 @@ class Collector:
         self.durations: dict[str, float] = {}
         self.environment = environment(settings, command)
         self.baseline = baseline
-        self.findings: list[Any] = []
+        self.findings: list[Any] | None = None  # the gate's, once it compared
         self.messages: list[str] = []
         self.unfinished: dict[str, set[str]] = {}  # record id → its tests set up but not yet called
 
@@ -341,7 +341,7 @@ class Collector:
             terminalreporter.write_sep("-", "pytest-prune: " + self.counts())
         for message in self.messages:
             terminalreporter.write_line(f"pytest-prune: {message}")
-        if self.baseline is not None:
+        if self.findings is not None:
             from .gate import verdict
 
             regressed = any(f.regression for f in self.findings)
