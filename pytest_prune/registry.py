@@ -162,7 +162,7 @@ def _origin(fn: Callable[..., Any]) -> str:
 
 
 def _definition(fn: Callable[..., Any]) -> tuple[str, str, str] | None:
-    """Where ``fn`` is defined: its resolved source file and qualified name. One file imported both as a
+    """Where ``fn`` is defined: its resolved source file, first line and qualified name. One file imported both as a
     ``path.py:function`` SPEC and as a module (a unit test's ``from my_pruners import my_pruner``) gives two
     function objects of one definition; None for what has no source file (a builtin)."""
     inner = inspect.unwrap(fn)  # a decorator's wrapper has its own code, shared by every function it wraps

@@ -281,25 +281,24 @@ class Collector:
 
     def pytest_sessionfinish(self, session: Any) -> None:
         """Write the JSON and the leaderboard, and apply the baseline gate (a regression fails the session)."""
-        config = session.config
-        if (
-            self.baseline is not None
-            and not self.records
-            and (config.option.collectonly or config.getoption("prune_baseline") is None)
-        ):  # nothing benchmarked: --collect-only, or a run under a baseline the ini file sets for every run
-            self.messages.append("baseline gate: no pytest-prune cell ran, nothing compared")
-            return
-        if not self.records:  # a baseline given for this run: every one of its cells is missing
-            if self.baseline is not None:
-                self.messages.append("baseline gate: no pytest-prune cell ran")
-        elif self.settings.json_path is not None:
-            self.write()
-            self.messages.append(f"results JSON written to {self.settings.json_path}")
-        if self.records and self.settings.leaderboard is not None:
-            from .report.leaderboard import write_leaderboard
+        if not self.records:  # nothing to write
+            if self.baseline is None:
+                return
+            config = session.config
+            if config.option.collectonly or config.getoption("prune_baseline") is None:
+                # nothing benchmarked: --collect-only, or a run under a baseline the ini file sets for every run
+                self.messages.append("baseline gate: no pytest-prune cell ran, nothing compared")
+                return
+            self.messages.append("baseline gate: no pytest-prune cell ran")  # its every cell is missing
+        else:
+            if self.settings.json_path is not None:
+                self.write()
+                self.messages.append(f"results JSON written to {self.settings.json_path}")
+            if self.settings.leaderboard is not None:
+                from .report.leaderboard import write_leaderboard
 
-            self.messages += write_leaderboard(self.settings.leaderboard, self.sorted_records(), self.environment)
-            self.messages.append(f"leaderboard written to {self.settings.leaderboard}")
+                self.messages += write_leaderboard(self.settings.leaderboard, self.sorted_records(), self.environment)
+                self.messages.append(f"leaderboard written to {self.settings.leaderboard}")
         if self.baseline is not None:
             from .gate import compare
 

@@ -89,7 +89,7 @@ def train(
         if progress is not None:
             progress(epoch + 1, last)
     model.eval()
-    return float(loss.detach())
+    return last
 
 
 @torch.no_grad()
