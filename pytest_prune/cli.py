@@ -4,39 +4,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .files import output_problem, user_path
 from .options import DEFAULT_TOLERANCE
+from .settings import parse_number
 
 
-def _at_least(low: int) -> Callable[[str], int]:
-    """A whole number ≥ ``low`` (argparse turns the error into a usage message, exit 2)."""
+def _argument(convert: Callable[[str], Any], low: float) -> Callable[[str], Any]:
+    """``settings.parse_number`` for argparse, which turns the error into a usage message (exit 2)."""
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text!r} must be ≥ {low}")
-        return value
+            return parse_number(text, convert, low)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
     return parse
 
 
-def _points(text: str) -> float:
-    """A number of top-1 points: finite and ≥ 0 (argparse turns the error into a usage message, exit 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of points ≥ 0")
-    return value
+_at_least_one = _argument(int, 1)
+_points = _argument(float, 0)
+"""A number of top-1 points: finite and ≥ 0."""
 
 
 BUILTIN_PAIRS = [(d, a) for d in ("mnist5k", "digits") for a in ("lenet300_100", "lenet5", "resnet20")]
@@ -176,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--arch", help="architecture name, e.g. lenet5")
     train.add_argument("--all", action="store_true", help="every built-in (dataset, architecture) pair")
     train.add_argument("--out", default="reference_models", help="folder for weights and manifest.json")
-    train.add_argument("--threads", type=_at_least(1), default=1, help="torch CPU threads (recorded; default 1)")
-    train.add_argument("--epochs", type=_at_least(1), default=None, help="override the recipe's epochs")
+    train.add_argument("--threads", type=_at_least_one, default=1, help="torch CPU threads (recorded; default 1)")
+    train.add_argument("--epochs", type=_at_least_one, default=None, help="override the recipe's epochs")
     train.add_argument(
         "--recipe", default=None, help="training recipe name (default: the pair's standard one, see recipes.py)"
     )

@@ -164,16 +164,30 @@ def parse_compressions(values: Sequence[str]) -> tuple[float, ...]:
     return tuple(out)
 
 
-def _number(name: str, text: str, convert: Callable[[str], Any], lo: float | None = None) -> Any:
+def _is_off(values: Sequence[str]) -> bool:
+    """The word that turns an option off, in any case (``off``, ``Off``, ``OFF``)."""
+    return len(values) == 1 and values[0].lower() == "off"
+
+
+def parse_number(text: str, convert: Callable[[str], Any], lo: float | None = None) -> Any:
+    """``convert(text)``, finite and ≥ ``lo``; a ValueError that names ``text`` and what it must be otherwise."""
     try:
         value = convert(text)
     except ValueError:
-        raise SettingsError(f"--prune-{name.replace('_', '-')}: {text!r} is not a valid number") from None
+        kind = "a whole number" if convert is int else "a number"
+        raise ValueError(f"{text!r} is not {kind}") from None
     if not math.isfinite(value):  # nan compares false with everything, so it would pass every threshold
-        raise SettingsError(f"--prune-{name.replace('_', '-')}: {text!r} is not a finite number")
+        raise ValueError(f"{text!r} is not a finite number")
     if lo is not None and value < lo:
-        raise SettingsError(f"--prune-{name.replace('_', '-')}: {text!r} must be ≥ {lo}")
+        raise ValueError(f"{text!r} must be ≥ {lo}")
     return value
+
+
+def _number(name: str, text: str, convert: Callable[[str], Any], lo: float | None = None) -> Any:
+    try:
+        return parse_number(text, convert, lo)
+    except ValueError as error:
+        raise SettingsError(f"--prune-{name.replace('_', '-')}: {error}") from None
 
 
 def parse_schedule(text: str) -> int:
@@ -247,7 +261,7 @@ def build(raw: dict[str, Any]) -> Settings:
     if root:
         settings["data_root"] = user_path(str(root))
     if values := split_list(raw.get("latency")):
-        settings["latency_batches"] = () if values == ("off",) else tuple(_number("latency", v, int, 1) for v in values)
+        settings["latency_batches"] = () if _is_off(values) else tuple(_number("latency", v, int, 1) for v in values)
     if raw.get("latency_repeats") not in (None, ""):
         settings["latency_repeats"] = _number("latency_repeats", str(raw["latency_repeats"]), int, 1)
     if raw.get("max_drop") not in (None, ""):
@@ -273,6 +287,6 @@ def build(raw: dict[str, Any]) -> Settings:
         settings["tolerance"] = _number("tolerance", str(raw["tolerance"]), float, 0)
     settings["no_cache"] = bool(raw.get("no_cache"))
     if raw.get("progress") not in (None, ""):
-        text = str(raw["progress"]).strip().lower()
-        settings["progress"] = None if text == "off" else _number("progress", text, float, 0)
+        text = str(raw["progress"]).strip()
+        settings["progress"] = None if _is_off((text,)) else _number("progress", text, float, 0)
     return Settings(**settings)

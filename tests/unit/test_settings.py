@@ -39,7 +39,9 @@ def test_bad_compressions_are_named(values, message):
     [
         ({"min_top1": "0.9"}, "looks like a fraction; give a percentage \\(e.g. 90\\)"),
         ({"min_top1": "120"}, "above 100"),
-        ({"epochs": "two"}, "--prune-epochs: 'two' is not a valid number"),
+        ({"epochs": "two"}, "--prune-epochs: 'two' is not a whole number"),
+        ({"epochs": "2.5"}, "--prune-epochs: '2.5' is not a whole number"),
+        ({"max_drop": "lots"}, "--prune-max-drop: 'lots' is not a number"),
         ({"threads": "0"}, "--prune-threads: '0' must be ≥ 1"),
         ({"max_drop": "-1"}, "--prune-max-drop"),
         ({"repeats": "0"}, "--prune-repeats: '0' must be ≥ 1"),
@@ -131,3 +133,14 @@ def test_home_in_output_paths_is_expanded_as_pytest_expands_junitxml(tmp_path, m
     s = build({"json": "~/r.json", "leaderboard": "~/LB.md", "baseline": "~/base.json", "data_root": "~/data"})
     assert (s.json_path, s.leaderboard, s.baseline) == (tmp_path / "r.json", tmp_path / "LB.md", tmp_path / "base.json")
     assert s.data_root == tmp_path / "data"
+
+
+@pytest.mark.parametrize("word", ["off", "Off", "OFF"])
+def test_off_turns_latency_and_progress_off_in_any_case(word):
+    settings = build({"latency": word, "progress": word})
+    assert settings.latency_batches == () and settings.progress is None
+
+
+def test_a_latency_list_that_only_contains_off_among_numbers_is_refused():
+    with pytest.raises(SettingsError, match="--prune-latency: 'off' is not a whole number"):
+        build({"latency": "1,off"})
