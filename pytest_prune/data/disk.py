@@ -313,6 +313,13 @@ def imagenet(root: Path | None = None) -> ImageDataset:
     for split in ("train", "val"):
         if not (folder / split).is_dir():
             raise DataError(f"dataset 'imagenet': {folder / split} is not a folder; expected layout: {layout}")
+        entries = list((folder / split).iterdir())
+        if entries and not any(entry.is_dir() for entry in entries):  # ILSVRC2012's val/ ships as one flat folder
+            raise DataError(
+                f"dataset 'imagenet': {folder / split} holds {len(entries)} files and no class folders; move each "
+                f"image into {folder / split}/<class>/, named as in {folder / 'train'} (for ILSVRC2012's flat val/, "
+                f"the devkit's ground truth gives each image's class); expected layout: {layout}"
+            )
     try:
         from torchvision import datasets, transforms
     except Exception as exc:  # the CUDA wheels fail with more than ImportError under a CPU torch

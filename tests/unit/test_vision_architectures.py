@@ -167,6 +167,15 @@ def test_imagenet_without_torchvision_or_folders_is_a_clear_error(monkeypatch, t
         load_dataset("imagenet", tmp_path)
 
 
+def test_a_flat_imagenet_val_folder_is_told_to_sort_its_images_into_classes(tmp_path):
+    (tmp_path / "imagenet" / "train" / "n01440764").mkdir(parents=True)
+    (tmp_path / "imagenet" / "val").mkdir()
+    for i in (1, 2):
+        (tmp_path / "imagenet" / "val" / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(b"")
+    with pytest.raises(DataError, match=r"imagenet/val holds 2 files and no class folders; move each image into "):
+        load_dataset("imagenet", tmp_path)
+
+
 @pytest.mark.parametrize("shape", [(1, 28, 28), (1, 8, 8), (3, 20, 24), (3, 64, 64)])
 def test_the_vggs_adapt_to_channels_and_image_size(shape):
     """Rounding-up pools and a global average pool: MNIST's 28×28 goes 14, 7, 4, 2, 1 (it used to reach 0).
