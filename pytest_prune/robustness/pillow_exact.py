@@ -11,7 +11,8 @@ quality. Both are exact: the tests compare them with Pillow image by image.
 
 Pixelate: Pillow's BOX resampling rounds a fixed-point weighted sum to 8 bits after each pass; the
 weights are read off Pillow itself (it resamples basis images) and applied to the whole batch, with
-Pillow's rounding, so the result is Pillow's to the bit. When upsampling copies samples (BOX upsampling
+Pillow's rounding and in Pillow's order of the two passes (read off Pillow per shape), so the result is
+Pillow's to the bit. When upsampling copies samples (BOX upsampling
 does), the vertical pass runs on the transposed planes and the copy back to full size reads them so.
 """
 
@@ -98,17 +99,53 @@ def _resample(levels: torch.Tensor, new_size: int, axis: int) -> torch.Tensor:
     return total.add_(1 << (_PRECISION - 1)).div_(1 << _PRECISION).floor_().clamp_(0, 255).to(levels.dtype)
 
 
+@functools.lru_cache(maxsize=64)
+def _vertical_first(height: int, width: int, new_height: int, new_width: int) -> bool | None:
+    """Whether Pillow resizes (height, width) to (new_height, new_width) with BOX doing its vertical pass first.
+
+    The order matters, as each pass rounds to 8 bits, and Pillow (13) runs the vertical pass first for some
+    shapes (tall ones among them) by a rule it does not document; so it is read off Pillow: random 8-bit
+    images, resized by Pillow and by both orders here. None when neither order gives Pillow's result.
+    """
+    from PIL import Image
+
+    if new_height == height or new_width == width:
+        return False  # one pass
+    images = np.random.default_rng(0).integers(0, 256, (16, height, width), dtype=np.uint8)
+    pillow = np.stack(
+        [np.asarray(Image.fromarray(image).resize((new_width, new_height), Image.Resampling.BOX)) for image in images]
+    )
+    x = torch.from_numpy(images.astype(np.float32))
+    for vertical in (False, True):
+        first, second = ((new_height, -2), (new_width, -1)) if vertical else ((new_width, -1), (new_height, -2))
+        if np.array_equal(_resample(_resample(x, *first), *second).numpy(), pillow):
+            return vertical
+    return None
+
+
+def _pillow_resize(levels: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """``Image.resize((width, height), BOX)`` of every (H, W) plane of ``levels`` by Pillow, plane by plane."""
+    from PIL import Image
+
+    planes = levels.reshape(-1, *levels.shape[-2:]).to(torch.uint8).numpy()
+    out = [np.asarray(Image.fromarray(plane).resize((width, height), Image.Resampling.BOX)) for plane in planes]
+    return torch.from_numpy(np.stack(out).astype(np.float32)).view(*levels.shape[:-2], height, width)
+
+
 def _resize(levels: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """``Image.resize((width, height), BOX)`` of every (H, W) plane: the horizontal pass, then the vertical one."""
+    """``Image.resize((width, height), BOX)`` of every (H, W) plane, both passes in Pillow's order."""
     rows, columns = _box_pass(levels.shape[-2], height), _box_pass(levels.shape[-1], width)
     if rows[0] == columns[0] == "take":  # both passes copy samples: one gather does both (numpy's is faster)
         flat = (rows[1][:, None] * levels.shape[-1] + columns[1][None, :]).flatten().numpy()
         planes = levels.contiguous().numpy().reshape(*levels.shape[:-2], -1)
         return torch.from_numpy(planes[..., flat].reshape(*levels.shape[:-2], height, width))
-    if levels.shape[-1] != width:
-        levels = _resample(levels, width, -1)
-    if levels.shape[-2] != height:
-        levels = _resample(levels, height, -2)
+    vertical = _vertical_first(*levels.shape[-2:], height, width)
+    if vertical is None:
+        return _pillow_resize(levels, width, height).to(levels.dtype)
+    for axis in (-2, -1) if vertical else (-1, -2):
+        size = height if axis == -2 else width
+        if levels.shape[axis] != size:
+            levels = _resample(levels, size, axis)
     return levels
 
 
@@ -117,7 +154,11 @@ def pixelate(levels: torch.Tensor, factor: float) -> torch.Tensor:
     height, width = levels.shape[-2:]
     small_width, small_height = max(1, int(width * factor)), max(1, int(height * factor))
     rows, columns = _box_pass(small_height, height), _box_pass(small_width, width)
-    if rows[0] != "take" or columns[0] != "take":
+    if (
+        rows[0] != "take"
+        or columns[0] != "take"
+        or _vertical_first(height, width, small_height, small_width) is not False
+    ):
         small = _resize(levels, small_width, small_height)
         return _resize(small, width, height).contiguous().div_(255)
     # Upsampling copies samples, as BOX upsampling does: downsample horizontally, then vertically on the

@@ -238,12 +238,22 @@ def test_jpeg_colour_under_another_codec_goes_through_pillow_image_by_image(monk
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("size", [*SIZES, (9, 40)])
+@pytest.mark.parametrize("size", [*SIZES, (9, 40), (40, 5), (48, 20), (100, 10)])  # Pillow passes tall ones upright
 def test_pixelate_equals_pillow_image_by_image(channels, size):
     x = textured(channels, *size)
     for factor in (*CORRUPTIONS["pixelate"].params, 0.5, 0.3):
         batched = CORRUPTIONS["pixelate"].apply(x, factor, None)
         assert torch.equal(batched, per_image(x, pillow_pixelate(factor))), factor
+
+
+def test_pixelate_falls_back_to_pillow_when_no_order_of_its_passes_gives_pillows_result(monkeypatch):
+    pillow_exact._vertical_first.cache_clear()
+    monkeypatch.setattr(pillow_exact, "_resample", lambda levels, size, axis: levels.narrow(axis, 0, size) * 0)
+    x = textured(1, 40, 5)
+    try:
+        assert torch.equal(CORRUPTIONS["pixelate"].apply(x, 0.65, None), per_image(x, pillow_pixelate(0.65)))
+    finally:
+        pillow_exact._vertical_first.cache_clear()
 
 
 # --- the faster noise draws keep their distributions ------------------------------------------------------------
