@@ -154,7 +154,7 @@ def filter_unit(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     for chain in find_chains(model, input_shape):
         producer, consumer = model.get_submodule(chain.producer), model.get_submodule(chain.consumer)
         producer_weight, consumer_weight = cast(torch.Tensor, producer.weight), cast(torch.Tensor, consumer.weight)
-        unit = producer_weight[0].numel() + (producer.bias is not None) + consumer_weight.shape[0] * chain.block
+        unit = producer_weight[0].numel() + (producer.bias is not None) + consumer_weight[:, 0].numel() * chain.block
         units.append(unit + (2 if chain.norm else 0))
     return max(units)
 

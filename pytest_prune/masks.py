@@ -36,18 +36,26 @@ def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
 
     The classifier is the module flagged ``is_classifier = True``, or, where nothing is flagged, the last
     conv/linear module in registration order (ShrinkBench's convention). Biases and BatchNorm are not
-    prunable. The list is what ``torch.nn.utils.prune.global_unstructured`` takes.
+    prunable. A weight tied to several modules is listed once, at its first module, and not at all when it
+    is the classifier's. The list is what ``torch.nn.utils.prune.global_unstructured`` takes.
     """
     layers = _weighted_layers(model)
     flagged = [module for _, module in layers if getattr(module, "is_classifier", False)]
-    excluded = set(map(id, flagged)) if flagged else ({id(layers[-1][1])} if layers else set())
-    return [(module, "weight") for _, module in layers if id(module) not in excluded]
+    excluded = flagged or [layers[-1][1] for _ in layers[:1]]
+    seen = {id(module.weight) for module in excluded}
+    out = []
+    for _, module in layers:
+        if id(module.weight) not in seen:
+            seen.add(id(module.weight))
+            out.append((module, "weight"))
+    return out
 
 
 def prunable_names(model: nn.Module) -> list[str]:
-    """Parameter names of the prunable weights, e.g. ``["conv1.weight", ...]``."""
-    names = {id(module): name for name, module in model.named_modules()}
-    return [f"{names[id(module)]}.{attr}".lstrip(".") for module, attr in prunable(model)]
+    """Parameter names of the prunable weights, e.g. ``["conv1.weight", ...]``, as ``named_parameters`` names
+    them (a tied weight by its first name)."""
+    names = {id(param): name for name, param in model.named_parameters()}
+    return [names[id(getattr(module, attr))] for module, attr in prunable(model)]
 
 
 def amount_for(total: int, prunable_count: int, compression: float, already_zero: int = 0) -> float:

@@ -70,14 +70,20 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 
 
 def _layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
-    if isinstance(module, nn.Linear):  # an unbatched (1-D) input gives a 1-D output: all of it is one sample's
-        return (output[0] if output.dim() > 1 else output).numel() * module.in_features
+    """MACs of one call of a conv/linear layer in the probe pass.
+
+    The probe holds one sample, so every element of the layer's output belongs to it, whatever the layer
+    sees as its batch: a model that folds frames or patches into dimension 0, runs sequence-first, or calls
+    a layer on an unbatched tensor counts all of its elements.
+    """
+    if isinstance(module, nn.Linear):
+        return output.numel() * module.in_features
     weight = cast(torch.Tensor, module.weight)
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         # Every input element meets (out_channels / groups) × kernel-volume weights: weight[0].numel().
-        return inputs[0][0].numel() * weight[0].numel()
+        return inputs[0].numel() * weight[0].numel()
     # weight[0] is (in_channels / groups) × kernel volume, the MACs behind each output element.
-    return output[0].numel() * weight[0].numel()
+    return output.numel() * weight[0].numel()
 
 
 @torch.no_grad()
@@ -94,6 +100,7 @@ def probe_forward(
     counting changes no state (ShrinkBench ran its metric passes in train mode and moved BatchNorm).
     """
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     modes = {module: module.training for module in model.modules()}
     handles = [
         module.register_forward_hook(lambda m, i, o, name=name: record(name, m, i, o))
@@ -107,7 +114,7 @@ def probe_forward(
         # its composite path makes the same products as linear and matmul calls, which are counted
         torch.backends.mha.set_fastpath_enabled(False)
         with around or contextlib.nullcontext():
-            model(torch.zeros((1, *input_shape), device=device))
+            model(torch.zeros((1, *input_shape), device=device, dtype=dtype))
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
         for handle in handles:

@@ -138,14 +138,14 @@ def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             return "norm"
         if isinstance(module, nn.Flatten):
-            return "flatten" if module.start_dim == 1 else "other"
+            return "flatten" if (module.start_dim, module.end_dim) == (1, -1) else "other"
         if isinstance(module, _ELEMENTWISE_MODULES):
             return "elementwise"
         return "pass" if isinstance(module, _PASS_MODULES) else "other"
     functions = node.op == "call_function"
     methods = node.op == "call_method"
     if (functions and node.target in _FLATTEN_FUNCTIONS) or (methods and node.target in _FLATTEN_METHODS):
-        return "flatten" if _flatten_start(node) == 1 else "other"
+        return "flatten" if _flatten_dims(node) == (1, -1) else "other"
     if (functions and node.target in _ELEMENTWISE_FUNCTIONS) or (methods and node.target in _ELEMENTWISE_METHODS):
         return "elementwise"
     if functions and node.target in _PASS_FUNCTIONS:
@@ -180,9 +180,12 @@ def _per_position(name: str, modules: dict[str, nn.Module], shapes: dict[str, tu
     return isinstance(modules[name], nn.Linear) and len(shapes[name]) > 1
 
 
-def _flatten_start(node: fx.Node) -> int:
-    args = [*node.args[1:], node.kwargs.get("start_dim")]
-    return next((a for a in args if isinstance(a, int)), 0)
+def _flatten_dims(node: fx.Node) -> tuple[object, object]:
+    """(start_dim, end_dim) of a ``torch.flatten`` / ``.flatten`` call; only (1, -1) keeps each sample whole."""
+    given = [*node.args[1:3], None, None]
+    start = node.kwargs.get("start_dim", given[0] if given[0] is not None else 0)
+    end = node.kwargs.get("end_dim", given[1] if given[1] is not None else -1)
+    return start, end
 
 
 def _chain(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -17,8 +19,19 @@ def lowest_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return keep.view_as(scores)
 
 
+def _zeros_first(model: nn.Module, scores: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``scores`` with the weights that are zero already ranked lowest, whatever they scored.
+
+    Under an iterative schedule the amount counts the zeros of earlier rounds; a score can tie them with
+    live weights (a zero gradient, an input that never fires) and a stable sort would then remove the live
+    weights that come first instead.
+    """
+    return [score.masked_fill(w == 0, -math.inf) for score, w in zip(scores, weights(model), strict=True)]
+
+
 def global_masks(model: nn.Module, scores: list[torch.Tensor], amount: float) -> dict[str, torch.Tensor]:
-    """Remove the lowest-scoring ``amount`` of all prunable weights, ranked together."""
+    """Remove the lowest-scoring ``amount`` of all prunable weights, ranked together (zeros first)."""
+    scores = _zeros_first(model, scores)
     flat = torch.cat([s.flatten() for s in scores])
     keep = lowest_k_mask(flat, count_to_remove(amount, flat.numel()))
     masks, start = {}, 0
@@ -29,7 +42,8 @@ def global_masks(model: nn.Module, scores: list[torch.Tensor], amount: float) ->
 
 
 def layer_masks(model: nn.Module, scores: list[torch.Tensor], amount: float) -> dict[str, torch.Tensor]:
-    """Remove the lowest-scoring ``amount`` of each prunable weight separately."""
+    """Remove the lowest-scoring ``amount`` of each prunable weight separately (zeros first)."""
+    scores = _zeros_first(model, scores)
     return {
         name: lowest_k_mask(score, count_to_remove(amount, score.numel()))
         for name, score in zip(prunable_names(model), scores, strict=True)

@@ -27,8 +27,11 @@ def weight_times_gradient(model: nn.Module, data: Iterable, batches: int | None)
     params = [getattr(module, attr) for module, attr in prunable(model)]
     totals = [torch.zeros_like(p) for p in params]
     mode = model.training
+    frozen = [p for p in params if not p.requires_grad]  # a frozen weight has a gradient all the same
     model.eval()
     try:
+        for p in frozen:
+            p.requires_grad_(True)
         for inputs, targets in islice(data, batches):
             loss = F.cross_entropy(model(inputs), targets, reduction="sum")
             for total, grad in zip(totals, torch.autograd.grad(loss, params, allow_unused=True), strict=True):
@@ -36,6 +39,8 @@ def weight_times_gradient(model: nn.Module, data: Iterable, batches: int | None)
                     total += grad
     finally:
         model.train(mode)
+        for p in frozen:
+            p.requires_grad_(False)
     return [(w * g).abs() for w, g in zip(weights(model), totals, strict=True)]
 
 

@@ -18,5 +18,5 @@ def random_pruner(model: nn.Module, amount: float, data: Iterable) -> dict[str, 
     Draws from torch's global generator, which the harness seeds before calling a pruner. Weights that are
     already zero (an earlier round of an iterative schedule) go first, so ``amount`` counts them.
     """
-    scores = [torch.rand(w.shape, device=w.device).masked_fill(w == 0, -1.0) for w in weights(model)]
+    scores = [torch.rand(w.shape, device=w.device) for w in weights(model)]
     return global_masks(model, scores, amount)

@@ -209,3 +209,30 @@ def test_cross_attention_counts_each_projection_on_its_own_tokens():
     assert counts["attention.k_proj"] == 3 * 4 * 8 and counts["attention.v_proj"] == 3 * 5 * 8
     assert counts[FUNCTIONAL] == 2 * 6 * 3 * 8  # QKᵀ and AV: 6 queries × 3 keys × 8
     assert sum(counts.values()) - counts[FUNCTIONAL] == flop_counter_macs(Cross(), (6, 8))
+
+
+class FramesInTheBatch(nn.Module):
+    """A clip's frames folded into dimension 0, a sequence-first layer, and a conv on an unbatched image."""
+
+    def __init__(self):
+        super().__init__()
+        self.frame = nn.Conv2d(3, 8, 3, padding=1)
+        self.token = nn.Linear(8, 5)
+        self.single = nn.Conv2d(3, 2, 3)
+
+    def forward(self, clip):  # (N, T, 3, H, W)
+        frames = self.frame(clip.flatten(0, 1))  # (N·T, 8, H, W)
+        tokens = self.token(frames.mean((2, 3)).view(clip.shape[0], clip.shape[1], 8).transpose(0, 1))  # (T, N, 5)
+        return tokens.mean(0) + self.single(clip[0, 0]).sum()
+
+
+def test_every_output_element_of_the_one_probed_sample_counts_whatever_sits_in_dimension_0():
+    model = FramesInTheBatch()
+    counts = {c.name: c.macs for c in count_macs(model, (4, 3, 8, 8))}
+    assert counts == {"frame": 4 * 8 * 8 * 8 * 27, "token": 4 * 5 * 8, "single": 2 * 6 * 6 * 27}
+    assert macs_summary(count_macs(model, (4, 3, 8, 8)))[0] == flop_counter_macs(model, (4, 3, 8, 8))
+
+
+def test_a_float64_model_is_probed_in_its_own_dtype():
+    model = lenet300_100((1, 28, 28), 10).double()
+    assert macs_summary(count_macs(model, (1, 28, 28)))[0] == 784 * 300 + 300 * 100 + 100 * 10

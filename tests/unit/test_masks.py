@@ -273,3 +273,39 @@ def test_zeros_counted_as_made_stay_zero_in_finetuning():
         optimiser.step()
         enforce()
     assert not model[1].bias[:3].any() and not model[0].bias[0] and model[1].bias[3:].all()
+
+
+class Tied(nn.Module):
+    """An encoder whose weight a decoder shares, and a classifier tied to nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(20, 20, bias=False)
+        self.dec = nn.Linear(20, 20, bias=False)
+        self.dec.weight = self.enc.weight
+        self.head = nn.Linear(20, 4)
+
+    def forward(self, x):
+        return self.head(self.dec(self.enc(x).relu()).relu())
+
+
+def test_a_tied_weight_is_one_prunable_weight_under_its_first_name():
+    from pytest_prune.masks import amount_for_model
+    from pytest_prune.pruners.magnitude import global_magnitude
+
+    torch.manual_seed(0)
+    model = Tied()
+    assert prunable_names(model) == ["enc.weight"] and [m for m, _ in prunable(model)] == [model.enc]
+    amount = amount_for_model(model, 2.0)
+    assert amount == pytest.approx((484 / 2) / 400)  # total 484 parameters, 400 of them prunable
+    before = dense_state(model)
+    masks = derive_masks(model, global_magnitude(model, amount, None), before)
+    assert int((~masks["enc.weight"]).sum()) == 242 and model.dec.weight is model.enc.weight
+
+
+def test_a_weight_tied_to_the_classifier_is_not_prunable():
+    model = Tied()
+    model.head = nn.Linear(20, 20, bias=False)
+    model.head.weight = model.enc.weight
+    model.head.is_classifier = True
+    assert prunable_names(model) == []

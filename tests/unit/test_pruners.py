@@ -144,3 +144,38 @@ def test_gradient_pruning_scores_a_weight_the_loss_never_reads_zero(fn):
 def test_activation_pruning_names_a_layer_that_never_ran(fn):
     with pytest.raises(ValueError, match="aux.weight never ran as a module on the data"):
         fn(AuxHead(), 0.5, batches((8,), classes=3))
+
+
+def dead_units_half_pruned():
+    """Hidden units 0–3 never fire (zero gradient into their weights) and half of layer 2 is zero already."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4)
+    )
+    with torch.no_grad():
+        model[0].bias[:4] = -100.0
+        model[2].weight[:, 4:] = 0.0
+    return model
+
+
+@pytest.mark.parametrize("fn", PRUNERS)
+def test_weights_that_are_zero_already_go_first_whatever_they_score(fn):
+    model = dead_units_half_pruned()
+    zero = {name: dict(model.named_parameters())[name] == 0 for name in prunable_names(model)}
+    masks = fn(model, 40 / 128, batches((8,), classes=4, n=32))
+    for name, keep in masks.items():  # zeros first: every zero is removed, or only zeros are
+        removed = ~keep
+        assert not (keep & zero[name]).any() or not (removed & ~zero[name]).any(), name
+    removed = sum(int((~keep).sum()) for keep in masks.values())
+    if fn in LAYERWISE:
+        assert removed == sum(count_to_remove(40 / 128, keep.numel()) for keep in masks.values())
+    else:
+        assert removed == 40  # the 32 zeros and 8 more, not the live weights the zeros tie with
+
+
+@pytest.mark.parametrize("fn", [global_gradient, layer_gradient, snip])
+def test_gradient_pruners_score_a_frozen_weight_and_leave_it_frozen(tiny_mlp, fn):
+    first = next(tiny_mlp.parameters())
+    first.requires_grad_(False)
+    masks = fn(tiny_mlp, 0.5, batches((8,), classes=3))
+    assert not first.requires_grad and sum(int((~m).sum()) for m in masks.values()) > 0

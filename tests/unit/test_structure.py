@@ -269,3 +269,40 @@ def test_a_batchnorm_called_twice_is_in_no_chain():
         model.bn.weight[1] = model.bn.bias[1] = 0
     result = compact(model, torch.randn(8, 3, 4, 4))
     assert not result.compacted and result.model is model
+
+
+class PartialFlatten(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.conv, self.fc, self.how = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(8, 5), how
+
+    def forward(self, x):  # (N, 4, 8, 8) flattened over (channel, row) only: fc reads each row's width
+        x = self.conv(x)
+        x = {"method": lambda t: t.flatten(1, 2), "kwargs": lambda t: torch.flatten(t, start_dim=1, end_dim=2)}[
+            self.how
+        ](x)
+        return self.fc(x).flatten(1)
+
+
+@pytest.mark.parametrize("how", ["method", "kwargs"])
+def test_a_flatten_that_keeps_trailing_dimensions_makes_no_chain(how):
+    assert find_chains(PartialFlatten(how), (3, 8, 8)) == []
+    module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(1, 2), nn.Linear(8, 5), nn.Flatten())
+    assert find_chains(module, (3, 8, 8)) == []
+    whole = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(1, -1), nn.Linear(256, 5))
+    assert find_chains(whole, (3, 8, 8)) == [Chain("0", "2", block=64)]
+
+
+def test_the_parameters_that_go_with_one_filter_count_a_conv_consumers_kernel():
+    from pytest_prune.conformance import ArchSpec, filter_unit
+
+    model = ArchSpec("conv", (8, 24)).build()
+    chains = find_chains(model, (4, 8, 8))
+    assert filter_unit(model, (4, 8, 8)) == max(
+        model.get_submodule(c.producer).weight[0].numel()
+        + 1
+        + model.get_submodule(c.consumer).weight[:, 0].numel() * c.block
+        + (2 if c.norm else 0)
+        for c in chains
+    )
+    assert filter_unit(model, (4, 8, 8)) >= 24 * 9  # a 3×3 consumer of 24 filters reads 24·9 weights per channel
