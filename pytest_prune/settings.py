@@ -225,6 +225,13 @@ def _robustness(raw: dict[str, Any]) -> dict[str, Any]:
         out["severities"] = tuple(sorted({int(v) for v in values}))
     if values := split_list(raw.get("eps")):
         out["eps"] = tuple(_number("eps", v, float, 0) for v in values)
+        keys: dict[str, str] = {}  # results are keyed by f"{eps:g}": two radii under one key would overwrite
+        for text, radius in zip(values, out["eps"], strict=True):
+            if (key := f"{radius:g}") in keys:
+                raise SettingsError(
+                    f"--prune-eps: {keys[key]!r} and {text!r} are one radius to 6 significant digits; give each once"
+                )
+            keys[key] = text
     if raw.get("delta") not in (None, ""):
         out["delta"] = _number("delta", str(raw["delta"]), float, 0)
     for key in ("eps_images", "eps_draws"):

@@ -323,14 +323,32 @@ def batch_generator(seed: int, name: str, start: int) -> torch.Generator:
     return torch.Generator().manual_seed(key)
 
 
+def _per_channel(normalisation: dict[str, Any], key: str, default: float) -> list[float]:
+    """``normalisation[key]`` as a list of finite floats (a single number is one for every channel)."""
+    value = normalisation.get(key)
+    if value is None or (isinstance(value, list | tuple) and not value):
+        return [default]
+    values = list(value) if isinstance(value, list | tuple) else [value]
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ValueError(f"normalisation {key} {value!r} is not a number or a list of numbers") from None
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError(f"normalisation {key} {value!r} is not finite")
+    return out
+
+
 class PixelSpace:
     """Maps a dataset's normalised inputs to [0, 1] pixels and back, per channel."""
 
-    def __init__(self, normalisation: dict[str, list[float]], channels: int) -> None:
-        mean = normalisation.get("mean") or [0.0]
-        std = normalisation.get("std") or [1.0]
+    def __init__(self, normalisation: dict[str, Any], channels: int) -> None:
+        mean, std = _per_channel(normalisation, "mean", 0.0), _per_channel(normalisation, "std", 1.0)
         if len(mean) not in (1, channels) or len(std) not in (1, channels):
-            raise ValueError(f"normalisation {normalisation} does not match {channels} channels")
+            raise ValueError(
+                f"normalisation {normalisation} does not match {channels} channels; give one value or one per channel"
+            )
+        if not all(s > 0 for s in std):
+            raise ValueError(f"normalisation {normalisation}: every std must be > 0")
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
@@ -348,7 +366,8 @@ class PixelSpace:
 def pixel_batches(x: torch.Tensor, space: PixelSpace, batch_size: int = BATCH) -> Iterator[tuple[int, torch.Tensor]]:
     """``(start, [0, 1] pixels)`` of each batch of the normalised inputs ``x``, on the CPU, one batch at a time."""
     for start in range(0, len(x), batch_size):
-        yield start, space.pixels(x[start : start + batch_size].detach().to("cpu", torch.float32))
+        batch = x[start : start + batch_size].detach().to("cpu", torch.float32)
+        yield start, space.pixels(batch.contiguous())  # channels-last data too: the draws read flat views
 
 
 def check_severity(severity: int) -> None:

@@ -55,13 +55,13 @@ def prune_potential(records: Iterable[dict[str, Any]], delta_points: float) -> l
     out = []
     for (dataset, arch, pruner, seed), group in groupby(finished, key=_key):
         cells = list(group)
-        largest = max(r["sparsity"] for r in cells)
         shifts = [(r["compression"], r["sparsity"], distributions(r)) for r in cells]
         names = list(dict.fromkeys(name for _, _, by_name in shifts for name in by_name))
         for name in names:
             tested = [(c, sparsity, by_name[name]) for c, sparsity, by_name in shifts if name in by_name]
             passing = [s for _, s, (top1, dense) in tested if (1 - top1) <= (1 - dense) + delta_points / 100 + 1e-12]
             potential = max(passing, default=0.0)
+            largest = max(sparsity for _, sparsity, _ in tested)  # of the cells measured on this distribution
             missing = sorted(sweeps[dataset, arch, pruner] - {c for c, _, _ in tested})
             out.append(
                 {

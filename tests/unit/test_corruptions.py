@@ -369,6 +369,36 @@ def test_streamed_batches_are_the_normalised_clamped_corruption(normalisation):
             assert torch.equal(batch, space.normalised(shifted.clamp(0, 1)))
 
 
+def test_channels_last_images_are_corrupted_as_their_contiguous_copy():
+    space = PixelSpace({"mean": [0.5] * 3, "std": [0.25] * 3}, 3)
+    x = space.normalised(images(3, n=12, size=8))
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    for name in CORRUPTIONS:
+        if CORRUPTIONS[name].skip_reason(3) is None:
+            ours = [b for _, b in corrupted_batches(channels_last, space, CORRUPTIONS[name], 3, seed=1)]
+            theirs = [b for _, b in corrupted_batches(x, space, CORRUPTIONS[name], 3, seed=1)]
+            assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True)), name
+
+
+@pytest.mark.parametrize(
+    ("normalisation", "message"),
+    [
+        ({"mean": [0.5, 0.5], "std": [0.2]}, "does not match 3 channels; give one value or one per channel"),
+        ({"mean": "half", "std": 0.2}, "normalisation mean 'half' is not a number or a list of numbers"),
+        ({"mean": 0.5, "std": [0.2, 0.0, 0.2]}, "every std must be > 0"),
+        ({"mean": [float("nan")], "std": 1}, "normalisation mean \\[nan\\] is not finite"),
+    ],
+)
+def test_a_normalisation_that_cannot_map_pixels_is_named(normalisation, message):
+    with pytest.raises(ValueError, match=message):
+        PixelSpace(normalisation, 3)
+
+
+def test_a_single_number_normalises_every_channel():
+    space = PixelSpace({"mean": 0.5, "std": 0.25}, 3)
+    assert torch.equal(space.normalised(torch.ones(1, 3, 2, 2)), torch.full((1, 3, 2, 2), 2.0))
+
+
 # --- the severities of a batch share one draw ----------------------------------------------------------------------
 
 

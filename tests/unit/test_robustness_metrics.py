@@ -125,9 +125,35 @@ def test_cells_without_a_result_are_named_never_passed_over():
     assert table.endswith("so possibly too low: m: 4x (seed 1), every compression (seed 2)")
 
 
+def test_capped_is_judged_on_the_cells_measured_on_that_distribution():
+    """The 4x cell's robustness stage failed after finetuning: it has a nominal top-1 but no corrupted one. On
+    gaussian noise the largest sparsity measured is 50%, which passes: capped, with 4x named as missing, as
+    when the whole 4x cell fails."""
+    rows = [record("m", 0.5, 0.95, corrupted=0.8, dense_corrupted=0.8), record("m", 0.75, 0.95)]
+    noise = potentials(rows)[("m", "gaussian_noise")]
+    assert noise["prune_potential"] == 0.5 and noise["capped"] and noise["largest_sparsity"] == 0.5
+    assert noise["missing"] == ["4x"]
+    whole = potentials([rows[0], {**rows[1], "top1": None}])[("m", "gaussian_noise")]
+    assert (whole["capped"], whole["largest_sparsity"], whole["missing"]) == (True, 0.5, ["4x"])
+    assert potentials(rows)[("m", NOMINAL)]["largest_sparsity"] == 0.75
+
+
 def test_seeds_fold_into_mean_and_std():
     rows = [record("m", 0.5, 0.95, seed=0), record("m", 0.75, 0.95, seed=0), record("m", 0.5, 0.95, seed=1)]
     rows.append(record("m", 0.75, 0.90, seed=1))
     (summary,) = potential_summary(prune_potential(rows, 0.5))
     assert summary["prune_potential"] == pytest.approx(0.625) and summary["n"] == 2
     assert summary["prune_potential_std"] == pytest.approx(0.1767767, rel=1e-5) and summary["capped"]
+
+
+def test_flat_inputs_are_told_that_corruptions_need_images():
+    from pytest_prune.data.base import ImageDataset
+    from pytest_prune.robustness.stage import pixel_space
+
+    x, y = torch.rand(20, 64), torch.zeros(20, dtype=torch.long)
+    flat = ImageDataset(x, y, x, y, 10, normalisation={"mean": [0.5], "std": [0.25]})
+    with pytest.raises(ValueError, match=r"dataset 'flat': corruptions work on images, \(N, C, H, W\) tensors"):
+        pixel_space(flat, "flat")
+    grey = ImageDataset(x.view(20, 1, 8, 8), y, x.view(20, 1, 8, 8), y, 10, normalisation={"mean": [0.5, 0.5]})
+    with pytest.raises(ValueError, match="dataset 'grey': normalisation .* does not match 1 channels"):
+        pixel_space(grey, "grey")

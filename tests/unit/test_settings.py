@@ -53,6 +53,8 @@ def test_bad_compressions_are_named(values, message):
         ({"tolerance": "nan"}, "--prune-tolerance: 'nan' is not a finite number"),
         ({"delta": "inf"}, "--prune-delta: 'inf' is not a finite number"),
         ({"eps": "0.1,nan"}, "--prune-eps: 'nan' is not a finite number"),
+        ({"eps": "0.1,0.10"}, "--prune-eps: '0.1' and '0.10' are one radius to 6 significant digits"),
+        ({"eps": "0.25,0.2500001"}, "--prune-eps: '0.25' and '0.2500001' are one radius"),
     ],
 )
 def test_bad_numbers_are_named(raw, message):
