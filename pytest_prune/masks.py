@@ -198,7 +198,10 @@ def derive_masks(model: nn.Module, returned: Any, dense_state: Mapping[str, torc
 def companion(mask: torch.Tensor, masks: Mapping[str, torch.Tensor], prunable: set[str]) -> bool:
     """Where a structured pruner may touch a parameter that is not a prunable weight: a removed filter's bias
     or BatchNorm channel (a 1-D mask whose removed entries are fully removed rows of a prunable weight of the
-    same length), or the next layer's input channels that read a removed filter (whole input columns)."""
+    same length), or the next layer's input channels that read a removed filter: whole input columns, each
+    reading a fully removed row of a prunable weight with a whole number of columns per row (one per channel
+    for a conv; the positions of a channel after a flatten), so no pruner gets columns of the classifier for
+    free."""
     removed = ~mask
     if not removed.any():
         return True
@@ -209,7 +212,18 @@ def companion(mask: torch.Tensor, masks: Mapping[str, torch.Tensor], prunable: s
             if p in masks and masks[p].shape[0] == mask.shape[0]
         )
     per_input = removed.transpose(0, 1).flatten(1)  # one row per input channel (or feature)
-    return bool((per_input.any(dim=1) == per_input.all(dim=1)).all())
+    if not bool((per_input.any(dim=1) == per_input.all(dim=1)).all()):
+        return False  # not whole columns
+    columns = per_input.all(dim=1)
+    for name in prunable:
+        if name not in masks:
+            continue
+        filters = (~masks[name]).flatten(1).all(dim=1)  # the producer's removed rows
+        if len(columns) % len(filters) == 0:
+            reads = filters.repeat_interleave(len(columns) // len(filters))
+            if bool((reads | ~columns).all()):
+                return True
+    return False
 
 
 def check_contract(model: nn.Module, masks: Mapping[str, torch.Tensor], before: Mapping[str, torch.Tensor]) -> None:

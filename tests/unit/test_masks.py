@@ -200,6 +200,21 @@ def test_a_removed_filter_may_take_its_bias_and_batchnorm_channel(tiny_cnn):
     check_contract(tiny_cnn, derive_masks(tiny_cnn, returned, before), before)
 
 
+def test_the_classifiers_inputs_go_only_with_the_filters_they_read(tiny_mlp):
+    from pytest_prune.masks import check_contract
+
+    before = dense_state(tiny_mlp)
+    classifier = torch.ones(3, 12, dtype=torch.bool)
+    classifier[:, 8:] = False  # inputs 8–11 of the classifier (layer 4), whose producer is layer 2
+    with pytest.raises(MaskError, match=r"masks remove parameters that are not prunable weights: \['4.weight'\]"):
+        check_contract(tiny_mlp, derive_masks(tiny_mlp, {"4.weight": classifier}, before), before)
+    tiny_mlp.load_state_dict({**tiny_mlp.state_dict(), **before})
+    with torch.no_grad():
+        tiny_mlp[2].weight[8:] = 0  # the filters those inputs read
+    returned = {"4.weight": classifier, "2.bias": torch.arange(12) < 8}
+    check_contract(tiny_mlp, derive_masks(tiny_mlp, returned, before), before)
+
+
 def _prune_to(model, pruner, compression, previous, held, shape=(1, 28, 28)):
     """One pipeline round: the amount for ``compression`` with the dense model's ``held`` zeros, the pruner's
     masks joined with ``previous`` and ``held``; returns the achieved compression and every mask."""
