@@ -25,6 +25,7 @@ import io
 import json
 import pickle
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,8 +179,15 @@ class CellCache:
         """Write ``entry`` (and the weights, when given) atomically: weights first, then the JSON naming them."""
         if self.folder is None:
             return
+        try:
+            self._write(entry, state_dict)
+        except OSError as exc:  # the cache only saves time: a full disk must not cost the result just computed
+            warnings.warn(f"pytest-prune: cell cache entry not written ({exc}); the result is kept", stacklevel=2)
+
+    def _write(self, entry: Entry, state_dict: dict[str, Any] | None) -> None:
         from .files import atomic_write_bytes
 
+        assert self.folder is not None
         meta_path, weights_path = self._paths(entry.key)
         if state_dict is not None:
             import torch

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .files import output_problem, user_path
+from .files import output_problem, unwritable, user_path
 from .options import DEFAULT_TOLERANCE
 from .settings import parse_number
 
@@ -51,6 +51,9 @@ def _train(args: argparse.Namespace) -> int:
             f"pytest-prune train: unknown recipe {args.recipe!r}; valid: {', '.join(sorted(RECIPES))}", file=sys.stderr
         )
         return 2
+    if problem := unwritable(Path(args.out)):  # before hours of training that could not be saved
+        print(f"pytest-prune train: --out {args.out}: {problem}", file=sys.stderr)
+        return 2
     root = args.data_root or os.environ.get("PYTEST_PRUNE_DATA")
     for dataset_name, arch in pairs:
         recipe = RECIPES[args.recipe] if args.recipe else pretrain_recipe(dataset_name, arch)
@@ -83,7 +86,11 @@ def _train(args: argparse.Namespace) -> int:
 def _output_refused(command: str, args: argparse.Namespace) -> bool:
     """Print why ``-o`` cannot be written (a folder, or one of the results files read), before any work."""
     inputs = {f"results file {i + 1}": Path(path) for i, path in enumerate(args.results)}
-    if problem := output_problem(Path(args.output), inputs):
+    output = Path(args.output)
+    problem = output_problem(output, inputs)
+    if problem is None and (reason := unwritable(output.resolve().parent, output.name)):
+        problem = f"{output}: {reason}"
+    if problem:
         print(f"pytest-prune {command}: -o {problem}", file=sys.stderr)
     return problem is not None
 

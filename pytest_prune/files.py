@@ -33,6 +33,21 @@ def output_problem(output: Path, others: dict[str, Path]) -> str | None:
     return None
 
 
+def unwritable(folder: Path, name: str = "") -> str | None:
+    """Why files cannot be written into ``folder`` (created if missing), probed as the atomic writers write
+    (a temporary file beside the target); None when they can. Checked before work that would be lost."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the folder {folder} ({exc.strerror})"
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        return f"cannot write in {folder} ({exc.strerror})"
+    return None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -11,14 +11,13 @@ import importlib
 import importlib.util
 import os
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
 from . import fixtures
-from .files import output_problem, user_path
+from .files import output_problem, unwritable, user_path
 from .fixtures import PUBLIC_FIXTURES
 from .options import OPTIONS
 from .registry import SpecError, all_builtin, is_import_spec, is_path_target
@@ -139,16 +138,8 @@ def _check_outputs(settings: Settings) -> None:
         if problem := output_problem(path, written):  # the baseline, or the results under the leaderboard
             raise pytest.UsageError(f"{option} {problem}")
         written[option] = path
-        folder = path.resolve().parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise pytest.UsageError(f"{option} {path}: cannot create its folder {folder} ({exc.strerror})") from None
-        try:  # the writers replace the file atomically through a temporary file beside it
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe"):
-                pass
-        except OSError as exc:
-            raise pytest.UsageError(f"{option} {path}: cannot write in {folder} ({exc.strerror})") from None
+        if problem := unwritable(path.resolve().parent, path.name):
+            raise pytest.UsageError(f"{option} {path}: {problem}")
 
 
 def _baseline(settings: Settings) -> dict[str, Any]:

@@ -140,7 +140,11 @@ class Registry:
             return self._break(spec, message)
         if not callable(fn):
             return self._break(spec, f"{self.kind} SPEC {spec!r} names {type(fn).__name__}, not a function")
-        return self.name_of(fn) or self.register(fn).__name__
+        if (known := self.name_of(fn)) is not None:
+            return known
+        name = getattr(fn, "__name__", None) or attr  # a functools.partial or callable object: the SPEC's name
+        self.register(fn, name)
+        return name
 
     def _break(self, spec: str, message: str) -> str:
         """Record a SPEC that gives no function under the SPEC itself: its cells error with ``message``, and

@@ -232,6 +232,7 @@ class Collector:
         self.baseline = baseline
         self.findings: list[Any] | None = None  # the gate's, once it compared
         self.messages: list[str] = []
+        self.unwritten = False  # a rewrite of the JSON after a cell failed (retried at the end)
         self.unfinished: dict[str, set[str]] = {}  # record id → its tests set up but not yet called
 
     def pytest_runtest_logreport(self, report: Any) -> None:
@@ -256,7 +257,12 @@ class Collector:
             merged["outcome"] = outcome
             merged["error"] = _crash_message(report) if report.failed else None
         if report.when == "teardown" and self.settings.json_path is not None:
-            self.write()
+            try:
+                self.write()
+            except OSError as exc:  # a full disk must not end the session: the records stay in memory
+                if not self.unwritten:
+                    self.messages.append(f"results JSON not rewritten after a cell ({exc}); retried at the end")
+                self.unwritten = True
 
     def sorted_records(self) -> list[dict[str, Any]]:
         """Records in a stable order (dataset, arch, pruner, compression, seed), whatever the run order.
@@ -292,8 +298,13 @@ class Collector:
             self.messages.append("baseline gate: no pytest-prune cell ran")  # its every cell is missing
         else:
             if self.settings.json_path is not None:
-                self.write()
-                self.messages.append(f"results JSON written to {self.settings.json_path}")
+                try:
+                    self.write()
+                    self.messages.append(f"results JSON written to {self.settings.json_path}")
+                except OSError as exc:
+                    self.messages.append(f"results JSON NOT written to {self.settings.json_path}: {exc}")
+                    if session.exitstatus in (0, 5):
+                        session.exitstatus = 1  # pytest.ExitCode.TESTS_FAILED: the results are not where asked
             if self.settings.leaderboard is not None:
                 from .report.leaderboard import write_leaderboard
 

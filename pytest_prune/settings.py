@@ -26,6 +26,9 @@ from .options import (
     DEFAULT_TOLERANCE,
 )
 
+MAX_SEED = 2**40
+"""Seeds stay below this, so every seed derived from one (seed · 100,003 + epoch, say) fits torch's 64 bits."""
+
 
 class SettingsError(ValueError):
     """A bad option value; the message names the option, the value and what is expected."""
@@ -158,6 +161,11 @@ def parse_compressions(values: Sequence[str]) -> tuple[float, ...]:
                 "parameters, so 1 means unpruned and 8 keeps one weight in eight"
             )
         if value not in out:
+            same = [v for v in out if f"{v:g}" == f"{value:g}"]  # a cell's id holds its compression as {:g}
+            if same:
+                raise SettingsError(
+                    f"--prune-compression: {same[0]:.10g} and {value:.10g} are one cell id ({value:g}x); give each once"
+                )
             out.append(value)
     if not out:
         raise SettingsError("--prune-compression: no value given; e.g. --prune-compression 2,4,8")
@@ -254,6 +262,11 @@ def build(raw: dict[str, Any]) -> Settings:
     for key, convert, lo in (("epochs", int, 0), ("seed", int, 0), ("threads", int, 1), ("repeats", int, 1)):
         if raw.get(key) not in (None, ""):
             settings[key] = _number(key, str(raw[key]), convert, lo)
+    if settings.get("seed", 0) + settings.get("repeats", 1) > MAX_SEED:
+        raise SettingsError(
+            f"--prune-seed {settings.get('seed', 0)} with --prune-repeats {settings.get('repeats', 1)} passes "
+            f"{MAX_SEED}, the largest seed pytest-prune derives its generators' seeds from"
+        )
     if raw.get("schedule"):
         settings["rounds"] = parse_schedule(str(raw["schedule"]))
     if raw.get("recipe"):

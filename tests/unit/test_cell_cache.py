@@ -112,3 +112,11 @@ def test_atomic_writes_get_the_permissions_a_plain_write_would(tmp_path):
     atomic_write_bytes(tmp_path / "atomic.json", b"{}")
     (tmp_path / "plain.json").write_bytes(b"{}")
     assert os.stat(tmp_path / "atomic.json").st_mode == os.stat(tmp_path / "plain.json").st_mode
+
+
+def test_a_cache_that_cannot_be_written_warns_and_keeps_the_result(tmp_path):
+    (tmp_path / "cells").write_text("a file where the cache's folder would be")
+    cache = CellCache(tmp_path / "cells")
+    with pytest.warns(UserWarning, match="cell cache entry not written .*; the result is kept"):
+        cache.save(Entry("ab" + "0" * 62, {"pruner": "p"}), {"w": torch.zeros(2)})
+    assert cache.load("ab" + "0" * 62) is None

@@ -47,3 +47,22 @@ def test_a_cell_is_judged_by_its_call_once_it_reports():
     skipped = collector()
     skipped.pytest_runtest_logreport(report("setup", "skipped"))  # a skip in setup has no call
     assert [r["outcome"] for r in skipped.sorted_records()] == ["skipped"]
+
+
+def test_a_json_that_cannot_be_rewritten_keeps_the_records_and_says_so(tmp_path):
+    from pathlib import Path
+
+    blocked = tmp_path / "a file"
+    blocked.write_text("")
+    seen = Collector(Settings(json_path=blocked / "r.json"), command="pytest")  # its folder is a file
+    for nodeid in ("t.py::test_cell[8x]", "t.py::test_cell[8x]"):
+        for when in ("setup", "call", "teardown"):
+            seen.pytest_runtest_logreport(report(when, nodeid=nodeid))  # no OSError escapes the hook
+    assert [r["outcome"] for r in seen.sorted_records()] == ["passed"]
+    assert len([m for m in seen.messages if "results JSON not rewritten after a cell" in m]) == 1
+    session = SimpleNamespace(exitstatus=0, config=None)
+    seen.pytest_sessionfinish(session)
+    assert session.exitstatus == 1 and any(m.startswith("results JSON NOT written to") for m in seen.messages)
+    seen.settings = Settings(json_path=Path(tmp_path / "r.json"))  # room again: every record is written
+    seen.pytest_sessionfinish(SimpleNamespace(exitstatus=0, config=None))
+    assert '"top1": 0.9' in (tmp_path / "r.json").read_text()

@@ -223,3 +223,24 @@ def test_train_refuses_thread_and_epoch_counts_that_train_nothing(capsys, args, 
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args(["train", "--dataset", "digits", "--arch", "lenet5", *args])
     assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_train_refuses_an_out_folder_it_cannot_write_before_training(tmp_path, capsys):
+    from pytest_prune.cli import main
+
+    blocked = tmp_path / "a file"
+    blocked.write_text("")
+    code = main(["train", "--dataset", "digits", "--arch", "lenet300_100", "--epochs", "1", "--out", str(blocked)])
+    captured = capsys.readouterr()
+    assert code == 2 and f"--out {blocked}: cannot create the folder {blocked}" in captured.err
+    assert "epoch" not in captured.out  # refused before any training
+
+
+def test_leaderboard_refuses_an_output_under_a_file(tmp_path, capsys):
+    from pytest_prune.cli import main
+
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps(document()))
+    (tmp_path / "a file").write_text("")
+    assert main(["leaderboard", str(results), "-o", str(tmp_path / "a file" / "LB.md")]) == 2
+    assert "-o " in capsys.readouterr().err and not (tmp_path / "LB.md").exists()

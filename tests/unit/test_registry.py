@@ -77,6 +77,31 @@ def test_resolve_path_and_module_specs(registry, tmp_path, monkeypatch):
     assert registry.resolve("pkg_pruners:theirs") == ["theirs"]
 
 
+def test_a_spec_naming_a_partial_or_a_callable_object_registers_it_under_the_specs_name(
+    registry, tmp_path, monkeypatch
+):
+    source = textwrap.dedent(
+        """
+        import functools
+
+        def _scaled(model, amount, data, scale):
+            return None
+
+        class Pruner:
+            def __call__(self, model, amount, data):
+                return None
+
+        halved = functools.partial(_scaled, scale=0.5)
+        instance = Pruner()
+        """
+    )
+    (tmp_path / "odd_pruners.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    assert registry.resolve("odd_pruners.py:halved") == ["halved"]
+    assert registry.resolve("odd_pruners.py:instance") == ["instance"]
+    assert registry.resolve("odd_pruners.py:halved") == ["halved"]  # resolved again: the same entry
+
+
 def test_one_file_as_a_spec_and_as_an_imported_module_is_one_definition(registry, tmp_path, monkeypatch):
     """A unit test's `from my_pruners import mine` beside `--prune-pruner my_pruners.py:mine` imports the file
     twice (two modules, two function objects): the same definition, no clash. Another file's `mine` clashes."""

@@ -41,6 +41,8 @@ def test_bad_compressions_are_named(values, message):
         ({"min_top1": "120"}, "above 100"),
         ({"epochs": "two"}, "--prune-epochs: 'two' is not a whole number"),
         ({"epochs": "2.5"}, "--prune-epochs: '2.5' is not a whole number"),
+        ({"seed": str(10**15)}, "--prune-seed 1000000000000000 with --prune-repeats 1 passes 1099511627776"),
+        ({"compression": "1.5,1.5000001"}, "--prune-compression: 1.5 and 1.5000001 are one cell id \\(1.5x\\)"),
         ({"max_drop": "lots"}, "--prune-max-drop: 'lots' is not a number"),
         ({"threads": "0"}, "--prune-threads: '0' must be ≥ 1"),
         ({"max_drop": "-1"}, "--prune-max-drop"),
@@ -125,7 +127,7 @@ def test_output_files_are_checked_before_any_work(tmp_path):
     with pytest.raises(pytest.UsageError, match="--prune-json .*: is a folder; give a file name"):
         check(json=tmp_path)
     (tmp_path / "file").write_text("")
-    with pytest.raises(pytest.UsageError, match="--prune-leaderboard .*file/LB.md: cannot create its folder"):
+    with pytest.raises(pytest.UsageError, match="--prune-leaderboard .*file/LB.md: cannot create the folder"):
         check(leaderboard=tmp_path / "file" / "LB.md")
 
 
