@@ -41,7 +41,7 @@ def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
     """
     layers = _weighted_layers(model)
     flagged = [module for _, module in layers if getattr(module, "is_classifier", False)]
-    excluded = flagged or [layers[-1][1] for _ in layers[:1]]
+    excluded = flagged or [module for _, module in layers[-1:]]  # the flagged, or else the last layer
     seen = {id(module.weight) for module in excluded}
     out = []
     for _, module in layers:
