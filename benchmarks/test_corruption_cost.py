@@ -32,18 +32,18 @@ from conftest import paired, skip_if_disabled
 from pytest_prune.options import CORRUPTION_NAMES
 from pytest_prune.reference import load_pretrained
 from pytest_prune.registry import DATASETS, load_builtins
-from pytest_prune.robustness import pillow_exact
+from pytest_prune.robustness import pillow_box, pillow_exact
 from pytest_prune.robustness.blur import blur_operators, defocus_kernel, gaussian_kernel
 from pytest_prune.robustness.corruptions import (
     BATCH,
     CORRUPTIONS,
-    PixelSpace,
     _grids,
     corrupt,
     corrupted_batches,
     pixel_batches,
 )
 from pytest_prune.robustness.measure import EVAL_SEED, applicable, shifted_top1
+from pytest_prune.robustness.pixels import PixelSpace
 from pytest_prune.robustness.sampling import normals
 from pytest_prune.train import torch_threads
 
@@ -159,7 +159,7 @@ def floor_work(pixels: torch.Tensor) -> dict[str, Callable[[torch.Generator], ob
     grid = grid.expand(len(pixels), -1, -1, -1).contiguous()
 
     def blur(pairs):
-        return lambda g: [pillow_exact.left_product(rows, pixels @ columns) for rows, columns in pairs]
+        return lambda g: [pillow_box.left_product(rows, pixels @ columns) for rows, columns in pairs]
 
     return {
         "gaussian_noise": lambda g: normals(pixels.shape, g),

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .pillow_exact import left_product
+from .pillow_box import left_product
 
 
 def _axis_operator(size: int, taps: torch.Tensor, mode: str) -> torch.Tensor:

@@ -48,8 +48,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import pillow_exact
+from . import pillow_box, pillow_exact
 from .blur import defocus_kernel, depthwise, gaussian_kernel
+from .pixels import PixelSpace
 from .sampling import bernoulli_positions, normals, poisson_by_table, uniform
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -220,11 +221,11 @@ def saturate(x: torch.Tensor, param: tuple[float, float], hsv: torch.Tensor) -> 
 
 
 def _draw_levels(x: torch.Tensor, params: tuple[Any, ...], g: torch.Generator) -> torch.Tensor:
-    return pillow_exact.levels(x)
+    return pillow_box.levels(x)
 
 
 def pixelate(x: torch.Tensor, factor: float, levels: torch.Tensor) -> torch.Tensor:
-    return pillow_exact.pixelate(levels, factor).to(x.dtype)
+    return pillow_box.pixelate(levels, factor).to(x.dtype)
 
 
 def _draw_jpeg(x: torch.Tensor, params: tuple[Any, ...], g: torch.Generator) -> pillow_exact.JpegInput:
@@ -321,46 +322,6 @@ def batch_generator(seed: int, name: str, start: int) -> torch.Generator:
     """The generator of one batch's draws: a stable function of seed, corruption and the batch's first index."""
     key = zlib.crc32(f"{seed}/{name}/{start}".encode())
     return torch.Generator().manual_seed(key)
-
-
-def _per_channel(normalisation: dict[str, Any], key: str, default: float) -> list[float]:
-    """``normalisation[key]`` as a list of finite floats (a single number is one for every channel)."""
-    value = normalisation.get(key)
-    if value is None or (isinstance(value, list | tuple) and not value):
-        return [default]
-    values = list(value) if isinstance(value, list | tuple) else [value]
-    try:
-        out = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise ValueError(f"normalisation {key} {value!r} is not a number or a list of numbers") from None
-    if not all(math.isfinite(v) for v in out):
-        raise ValueError(f"normalisation {key} {value!r} is not finite")
-    return out
-
-
-class PixelSpace:
-    """Maps a dataset's normalised inputs to [0, 1] pixels and back, per channel."""
-
-    def __init__(self, normalisation: dict[str, Any], channels: int) -> None:
-        mean, std = _per_channel(normalisation, "mean", 0.0), _per_channel(normalisation, "std", 1.0)
-        if len(mean) not in (1, channels) or len(std) not in (1, channels):
-            raise ValueError(
-                f"normalisation {normalisation} does not match {channels} channels; give one value or one per channel"
-            )
-        if not all(s > 0 for s in std):
-            raise ValueError(f"normalisation {normalisation}: every std must be > 0")
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-
-    def pixels(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.mean, x, self.std)  # x·std + mean, one pass
-
-    def normalised(self, pixels: torch.Tensor) -> torch.Tensor:
-        return (pixels - self.mean) / self.std
-
-    def normalise_clamped_(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``normalised(pixels.clamp(0, 1))``, written over ``pixels``."""
-        return pixels.clamp_(0, 1).sub_(self.mean).div_(self.std)
 
 
 def pixel_batches(x: torch.Tensor, space: PixelSpace, batch_size: int = BATCH) -> Iterator[tuple[int, torch.Tensor]]:

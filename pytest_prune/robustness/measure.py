@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .corruptions import CORRUPTIONS, PixelSpace, check_severity, pixel_batches, severities_of
+from .corruptions import CORRUPTIONS, check_severity, pixel_batches, severities_of
+from .pixels import PixelSpace
 
 EVAL_SEED = 0
 """Corruptions and noise are drawn with this seed in every cell, so all models are compared on the same inputs."""

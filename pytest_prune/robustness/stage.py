@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..data.base import ImageDataset
-from .corruptions import PixelSpace
 from .measure import applicable, excess_error, functional_similarity, mean_top1, shifted_top1
+from .pixels import PixelSpace
 
 if TYPE_CHECKING:
     from torch import nn

@@ -14,13 +14,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pytest_prune.options import CORRUPTION_NAMES
-from pytest_prune.robustness import pillow_exact
+from pytest_prune.robustness import pillow_box, pillow_exact
 from pytest_prune.robustness.blur import defocus_kernel, gaussian_kernel
 from pytest_prune.robustness.corruptions import (
     BATCH,
     CORRUPTIONS,
     SEVERITIES,
-    PixelSpace,
     batch_generator,
     corrupt,
     corrupted_batches,
@@ -28,6 +27,7 @@ from pytest_prune.robustness.corruptions import (
     rgb_to_hsv,
     severities_of,
 )
+from pytest_prune.robustness.pixels import PixelSpace
 from pytest_prune.robustness.sampling import (
     bernoulli_positions,
     normal_table,
@@ -247,13 +247,13 @@ def test_pixelate_equals_pillow_image_by_image(channels, size):
 
 
 def test_pixelate_falls_back_to_pillow_when_no_order_of_its_passes_gives_pillows_result(monkeypatch):
-    pillow_exact._vertical_first.cache_clear()
-    monkeypatch.setattr(pillow_exact, "_resample", lambda levels, size, axis: levels.narrow(axis, 0, size) * 0)
+    pillow_box._vertical_first.cache_clear()
+    monkeypatch.setattr(pillow_box, "_resample", lambda levels, size, axis: levels.narrow(axis, 0, size) * 0)
     x = textured(1, 40, 5)
     try:
         assert torch.equal(CORRUPTIONS["pixelate"].apply(x, 0.65, None), per_image(x, pillow_pixelate(0.65)))
     finally:
-        pillow_exact._vertical_first.cache_clear()
+        pillow_box._vertical_first.cache_clear()
 
 
 # --- the faster noise draws keep their distributions ------------------------------------------------------------

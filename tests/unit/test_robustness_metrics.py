@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from pytest_prune.robustness.corruptions import BATCH, CORRUPTIONS, PixelSpace, corrupted_batches
+from pytest_prune.robustness.corruptions import BATCH, CORRUPTIONS, corrupted_batches
 from pytest_prune.robustness.measure import EVAL_SEED, eps_agreement, eps_sample, excess_error, shifted_top1, similarity
+from pytest_prune.robustness.pixels import PixelSpace
 from pytest_prune.robustness.potential import NOMINAL, SUITE, potential_summary, prune_potential
 
 
