@@ -116,7 +116,8 @@ def pytest_configure(config: pytest.Config) -> None:
         _check_outputs(settings)
         baseline = _baseline(settings) if settings.baseline is not None else None
         command = shlex.join(["pytest", *config.invocation_params.args])
-        config.pluginmanager.register(Collector(settings, baseline, command), "pytest_prune.collector")
+        collector = Collector(settings, baseline, command, cases=lambda: _matrix(config))
+        config.pluginmanager.register(collector, "pytest_prune.collector")
 
 
 def _names_known(config: pytest.Config) -> bool:

@@ -10,11 +10,13 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 SCHEMA = "pytest-prune/1"
 PROPERTY = "pytest_prune"
@@ -212,6 +214,17 @@ def write_json(path: Path, environment: dict[str, Any], records: Iterable[dict[s
     atomic_write_bytes(path, (json.dumps(document, indent=2, allow_nan=True) + "\n").encode())
 
 
+def case_of(nodeid: str, cases: Sequence[Any]) -> Any | None:
+    """The matrix case a test id runs, read off its parameter ids (``test_prune[mnist5k-lenet5-random-8x]``, or
+    with a test's own parameters around the case's id), or None. The longest matching id wins, so a case whose
+    id extends another's (a pruner named ``p-2x`` beside ``p``) is told apart."""
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return None
+    params = "-" + nodeid[nodeid.index("[") + 1 : -1] + "-"
+    found = [case for case in cases if f"-{case.id}-" in params]
+    return max(found, key=lambda case: len(case.id), default=None)
+
+
 def _crash_message(report: Any) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     message = getattr(crash, "message", None)
@@ -224,8 +237,15 @@ def _crash_message(report: Any) -> str:
 class Collector:
     """Controller-side plugin: merges the records of all reports, writes JSON, prints the tables."""
 
-    def __init__(self, settings: Any, baseline: dict[str, Any] | None = None, command: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        baseline: dict[str, Any] | None = None,
+        command: str | None = None,
+        cases: Callable[[], Sequence[Any]] | None = None,
+    ) -> None:
         self.settings = settings
+        self.cases = cases  # the matrix, built on demand: the xdist controller needs it only when a worker dies
         self.records: dict[str, dict[str, Any]] = {}
         self.durations: dict[str, float] = {}
         self.environment = environment(settings, command)
@@ -235,14 +255,32 @@ class Collector:
         self.unwritten = False  # a rewrite of the JSON after a cell failed (retried at the end)
         self.unfinished: dict[str, set[str]] = {}  # record id → its tests set up but not yet called
 
+    @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+    def pytest_handlecrashitem(self, crashitem: str, report: Any, sched: Any) -> None:
+        """A worker died inside a test (xdist): give the crash report its cell's record, so the cell is an error
+        in the JSON, the tables, the leaderboard and the gate instead of missing from them (its pruner would
+        otherwise rank as if it had finished the compressions it has)."""
+        if self.cases is None or any(key == PROPERTY for key, _ in report.user_properties):
+            return
+        try:
+            case = case_of(crashitem, self.cases())
+        except Exception as exc:  # the matrix is the one the workers built; this only guards the report
+            self.messages.append(
+                f"a worker crashed while running {crashitem}; a pytest-prune cell there is missing from the "
+                f"results ({type(exc).__name__}: {exc})"
+            )
+            return
+        if case is not None:  # None: a test of another kind
+            report.user_properties.append((PROPERTY, case.to_dict()))
+
     def pytest_runtest_logreport(self, report: Any) -> None:
         record = next((value for key, value in report.user_properties if key == PROPERTY), None)
         if record is None:
             return
         merged = self.records.setdefault(record["id"], {"tests": [], "outcome": "passed", "error": None})
         self.durations[record["id"]] = self.durations.get(record["id"], 0.0) + getattr(report, "duration", 0.0)
-        outcome = (
-            {"setup": "error", "teardown": "error"}.get(report.when, "failed")
+        outcome = (  # a crashed worker's report (xdist's phase "???") is an error too
+            {"call": "failed"}.get(report.when, "error")
             if report.failed
             else ("skipped" if report.skipped else "passed")
         )

@@ -162,3 +162,37 @@ def test_a_test_that_mutates_the_shared_model_errors_and_the_model_is_restored(p
     result = pytester.runpytest(*FAST, "--prune-pruner=random", "--prune-compression=2", *xdist, *dist)
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*shared pretrained model digits/lenet300_100 was modified in place*"])
+
+
+def test_a_pruner_that_kills_its_xdist_worker_is_an_error_cell_not_a_missing_one(pytester):
+    pytester.makepyfile(
+        dies="""
+        import os
+
+        from pytest_prune.pruners.magnitude import global_magnitude
+
+
+        def dies_at_8x(model, amount, data):
+            if amount > 0.8:
+                os._exit(3)  # the worker process dies, as on a segfault or the OOM killer
+            return global_magnitude(model, amount, data)
+        """
+    )
+    result = pytester.runpytest(
+        *FAST,
+        "--prune-pruner=dies.py:dies_at_8x,global_magnitude",
+        "--prune-compression=2,8",
+        "--prune-json=out.json",
+        "--prune-leaderboard=LB.md",
+        "--prune-max-drop=100",
+        "-n",
+        "2",
+    )
+    result.assert_outcomes(passed=3, failed=1)  # xdist reports the crash as a failure
+    by_id = {r["id"]: r for r in records(pytester.path / "out.json")}
+    crashed = by_id["digits-lenet300_100-dies_at_8x-8x"]
+    assert crashed["outcome"] == "error" and "crashed while running" in crashed["error"], crashed
+    assert (crashed["pruner"], crashed["compression"]) == ("dies_at_8x", 8.0)
+    board = (pytester.path / "LB.md").read_text()
+    rows = [line.split()[1:4:2] for line in board.split("| rank")[1].split("\n\n")[0].splitlines()[2:]]
+    assert rows == [["1", "`global_magnitude`"], ["incomplete", "`dies_at_8x`"]], board

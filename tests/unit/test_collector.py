@@ -66,3 +66,60 @@ def test_a_json_that_cannot_be_rewritten_keeps_the_records_and_says_so(tmp_path)
     seen.settings = Settings(json_path=Path(tmp_path / "r.json"))  # room again: every record is written
     seen.pytest_sessionfinish(SimpleNamespace(exitstatus=0, config=None))
     assert '"top1": 0.9' in (tmp_path / "r.json").read_text()
+
+
+def test_a_test_id_names_its_case_by_the_longest_matching_case_id():
+    from pytest_prune.matrix import Case
+    from pytest_prune.results import case_of
+
+    cases = [Case("d", "a", "p", 2.0, 0), Case("d", "a", "p-2x", 2.0, 0), Case("d", "a", "p", 8.0, 0)]
+    assert case_of("t.py::test_prune[d-a-p-2x]", cases) == cases[0]
+    assert case_of("t.py::test_prune[d-a-p-2x-2x]", cases) == cases[1]  # not p at 2x inside it
+    assert case_of("t.py::test_mine[d-a-p-8x-large]", cases) == cases[2]  # the test's own parameter beside it
+    assert case_of("t.py::test_mine[small-d-a-p-8x]", cases) == cases[2]
+    assert case_of("t.py::test_other[d-a-p-4x]", cases) is None
+    assert case_of("t.py::test_other", cases) is None
+
+
+def crash_report(nodeid):
+    return SimpleNamespace(
+        user_properties=[],
+        nodeid=nodeid,
+        when="???",  # as pytest-xdist reports a worker that died
+        passed=False,
+        failed=True,
+        skipped=False,
+        duration=0.0,
+        longrepr=f"worker 'gw0' crashed while running {nodeid!r}",
+        longreprtext=f"worker 'gw0' crashed while running {nodeid!r}",
+    )
+
+
+def test_a_crashed_worker_leaves_an_error_record_of_its_cell():
+    from pytest_prune.matrix import Case
+
+    seen = Collector(Settings(), command="pytest", cases=lambda: [Case("d", "a", "random", 8.0, 0)])
+    for nodeid in ("t.py::test_prune[d-a-random-8x]", "t.py::test_plain"):
+        crash = crash_report(nodeid)
+        seen.pytest_handlecrashitem(crashitem=nodeid, report=crash, sched=None)
+        seen.pytest_runtest_logreport(crash)
+    (record,) = seen.sorted_records()  # the plain test is no cell: no record, no message
+    assert (record["id"], record["pruner"], record["compression"], record["outcome"]) == (
+        "d-a-random-8x",
+        "random",
+        8.0,
+        "error",
+    )
+    assert "crashed while running" in record["error"] and not seen.messages
+
+
+def test_a_crash_whose_cell_cannot_be_found_is_said():
+    def broken():
+        raise RuntimeError("cannot import the user's pruner here")
+
+    seen = Collector(Settings(), command="pytest", cases=broken)
+    seen.pytest_handlecrashitem(crashitem="t.py::test_prune[x]", report=crash_report("t.py::test_prune[x]"), sched=None)
+    assert seen.messages == [
+        "a worker crashed while running t.py::test_prune[x]; a pytest-prune cell there is missing from the results "
+        "(RuntimeError: cannot import the user's pruner here)"
+    ]
