@@ -33,7 +33,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option in OPTIONS:
         action = {"bool": "store_true", "list": "append"}.get(option.kind, "store")
         extra = {} if option.kind == "bool" else {"metavar": option.metavar}
-        ini_type: Literal["bool", "string"] = "bool" if option.kind == "bool" else "string"
+        ini_type: Literal["bool", "linelist", "string"] = "bool" if option.kind == "bool" else "string"
+        if option.kind == "list":  # lines of an ini value, each a comma-separated list, or a TOML list
+            ini_type = "linelist"
         group.addoption(option.flag, action=action, default=None, dest=option.ini, help=option.help, **extra)
         parser.addini(
             option.ini,
@@ -69,16 +71,16 @@ def _raw_options(config: pytest.Config) -> dict[str, Any]:
         if value is None:
             value = config.getini(option.ini) or None
             if value is not None and option.paths:
-                value = _ini_relative(option.paths, str(value), folder)
+                value = _ini_relative(option.paths, value, folder)
         raw[option.name] = value
     return raw
 
 
-def _ini_relative(kind: str, value: str, folder: Path) -> str:
+def _ini_relative(kind: str, value: str | list[str], folder: Path) -> str:
     """``value`` with its relative paths joined to ``folder`` (``~`` expanded): the whole value for a path
-    option, the ``path.py`` of each ``path.py:function`` SPEC of a SPEC list."""
+    option, the ``path.py`` of each ``path.py:function`` SPEC of a SPEC list (lines or a TOML list)."""
     if kind == "path":
-        return str(folder / user_path(value.strip()))
+        return str(folder / user_path(str(value).strip()))
     specs = []
     for spec in split_list(value):
         target, sep, attr = spec.rpartition(":")

@@ -139,6 +139,33 @@ def test_ini_paths_are_relative_to_the_ini_file(pytester, monkeypatch):
     assert not (pytester.path / "elsewhere" / "out").exists()
 
 
+def test_toml_lists_configure_the_list_options(pytester, monkeypatch):
+    """pyproject.toml lists, a relative path SPEC among them, reach the matrix as the items they list."""
+    pytester.makepyprojecttoml(
+        """
+        [tool.pytest.ini_options]
+        prune_bench = true
+        prune_dataset = ["digits"]
+        prune_arch = ["lenet300_100"]
+        prune_pruner = ["pruners/mine.py:nothing", "global_magnitude"]
+        prune_compression = [2, 3]
+        prune_epochs = 0
+        prune_max_drop = 100
+        """
+    )
+    (pytester.path / "pruners").mkdir()
+    (pytester.path / "pruners" / "mine.py").write_text(
+        "from pytest_prune.pruners.magnitude import global_magnitude\n\n"
+        "def nothing(model, amount, data):\n"
+        "    return global_magnitude(model, amount, data)\n"
+    )
+    monkeypatch.chdir(pytester.mkdir("elsewhere"))
+    result = pytester.runpytest("-p", "no:randomly", "-W", "error::pytest.PytestRemovedIn10Warning", "-v")
+    result.assert_outcomes(passed=4)
+    for cell in ("nothing-2x", "nothing-3x", "global_magnitude-2x", "global_magnitude-3x"):
+        result.stdout.fnmatch_lines([f"*test_prune[[]digits-lenet300_100-{cell}[]] PASSED*"])
+
+
 def test_a_1x_cell_is_the_finetuned_dense_control(pytester):
     result = pytester.runpytest(
         *FAST, "--prune-bench", "--prune-pruner=global_magnitude", "--prune-compression=1", "--prune-json=out.json"
