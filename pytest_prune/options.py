@@ -198,3 +198,6 @@ OPTIONS = (
 )
 
 DEFAULT_MAX_DROP = 5.0
+
+ROBUSTNESS_ONLY = ("corruptions", "severities", "eps", "eps_images", "eps_draws")
+"""Options that only choose what ``--prune-robustness`` measures."""

@@ -19,7 +19,7 @@ import pytest
 from . import fixtures
 from .files import output_problem, unwritable, user_path
 from .fixtures import PUBLIC_FIXTURES
-from .options import OPTIONS
+from .options import OPTIONS, ROBUSTNESS_ONLY
 from .registry import SpecError, all_builtin, is_import_spec, is_path_target
 from .settings import Settings, SettingsError, build, resolve_device, shared_device, split_list
 
@@ -105,6 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = build(_raw_options(config))
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
+    _check_robustness_options(config, settings)
     if settings.device != "cpu":
         settings = _check_device(settings, getattr(config, "workerinput", {}).get("workerid"))
     config.stash[SETTINGS] = settings
@@ -120,6 +121,18 @@ def pytest_configure(config: pytest.Config) -> None:
         command = shlex.join(["pytest", *config.invocation_params.args])
         collector = Collector(settings, baseline, command, cases=lambda: _matrix(config))
         config.pluginmanager.register(collector, "pytest_prune.collector")
+
+
+def _check_robustness_options(config: pytest.Config, settings: Settings) -> None:
+    """Choices of what ``--prune-robustness`` measures, given on the command line while it is off, are a usage
+    error (the run would silently measure none of them); in the ini file they may wait for a run that turns
+    it on."""
+    given = [o.flag for o in OPTIONS if o.name in ROBUSTNESS_ONLY and config.getoption(o.ini) is not None]
+    if given and not settings.robustness:
+        raise pytest.UsageError(
+            f"{' and '.join(given)} choose{'s' * (len(given) == 1)} what --prune-robustness measures, but it is "
+            "off: add --prune-robustness (or prune_robustness = true in the ini file)"
+        )
 
 
 def _names_known(config: pytest.Config) -> bool:

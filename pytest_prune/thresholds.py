@@ -123,6 +123,10 @@ def floor_for(top1: float, dense_top1: float, margin: float, slope: float = 0.1)
     return max(0.0, top1 - margin / 100 - slope * drop)
 
 
+_EXPECTED_FIELDS = ("finetune", "dense_top1", "weights_sha256")
+"""What a finished cell's record must carry, beside its top-1, to become an expectation."""
+
+
 def expectations_from_results(paths: Iterable[Path], output: Path, margin: float) -> int:
     """Write an expectations file from results JSON files; returns the number of cells.
 
@@ -132,7 +136,7 @@ def expectations_from_results(paths: Iterable[Path], output: Path, margin: float
     other hardware with any seed, so it is held to what all its seeds reached.
     """
     from .files import atomic_write_bytes
-    from .results_file import load_results
+    from .results_file import ResultsError, load_results
 
     measured: dict[str, dict[int, dict[str, Any]]] = {}
     found: dict[str, Any] | None = None
@@ -143,6 +147,12 @@ def expectations_from_results(paths: Iterable[Path], output: Path, margin: float
         for record in document["results"]:
             if record.get("top1") is None:
                 continue
+            lacking = [f"environment {k!r}" for k in ("epochs", "threads") if k not in env]
+            lacking += [f"{record.get('id', 'a record')} {k!r}" for k in _EXPECTED_FIELDS if record.get(k) is None]
+            if lacking:
+                raise ResultsError(
+                    f"{path}: no {', '.join(lacking)}: expectations need results written by pytest --prune-json"
+                )
             cond = {
                 "epochs": env["epochs"],
                 "threads": env["threads"],

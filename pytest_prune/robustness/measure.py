@@ -13,6 +13,7 @@ separately trained reference are compared on identical data.
 from __future__ import annotations
 
 import statistics
+import warnings
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -98,7 +99,13 @@ def similarity(model: nn.Module, parent: nn.Module, x: torch.Tensor, batch_size:
 
 
 def eps_sample(x: torch.Tensor, images: int) -> torch.Tensor:
-    """The fixed sample of test images for eps-agreement: a seeded choice, the same for every model."""
+    """The fixed sample of test images for eps-agreement: a seeded choice, the same for every model (the whole
+    test set, with a warning, when it has fewer than ``images``)."""
+    if images > len(x):
+        warnings.warn(
+            f"--prune-eps-images {images}: the test set has {len(x)} images; eps-agreement samples all of them",
+            stacklevel=2,
+        )
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(EVAL_SEED))
     return x[order[: min(images, len(x))].to(x.device)]
 

@@ -86,3 +86,13 @@ def test_bad_corruption_options_are_usage_errors(pytester, option, message):
     result = pytester.runpytest("--prune-bench", "--prune-robustness", option)
     assert result.ret == 4
     result.stderr.fnmatch_lines([message])
+
+
+def test_robustness_choices_without_robustness_are_usage_errors_on_the_command_line_only(pytester):
+    result = pytester.runpytest("--prune-bench", "--prune-severities=3", "--prune-eps-draws=2", "--collect-only")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(
+        ["*--prune-severities and --prune-eps-draws choose what --prune-robustness measures, but it is off: add*"]
+    )
+    pytester.makeini("[pytest]\nprune_corruptions = jpeg\n")  # waits in the ini file for a run that turns it on
+    assert pytester.runpytest("--prune-bench", "--collect-only").ret == 0

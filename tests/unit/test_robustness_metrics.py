@@ -71,6 +71,13 @@ def test_eps_agreement_falls_with_the_noise_and_is_reproducible():
     assert set(result) == {"0", "0.5", "3"} and result["0"] >= result["3"]
 
 
+def test_an_eps_sample_larger_than_the_test_set_takes_it_all_and_says_so():
+    x = torch.randn(30, 1, 4, 4)
+    with pytest.warns(UserWarning, match="--prune-eps-images 250: the test set has 30 images"):
+        sample = eps_sample(x, 250)
+    assert len(sample) == 30 and sorted(sample.flatten().tolist()) == sorted(x.flatten().tolist())
+
+
 def record(pruner, sparsity, top1, dense=0.95, seed=0, corrupted=None, dense_corrupted=None):
     r = {"dataset": "d", "arch": "a", "pruner": pruner, "seed": seed, "sparsity": sparsity, "top1": top1}
     r["compression"] = round(1 / (1 - sparsity), 6)

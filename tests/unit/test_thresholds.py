@@ -100,6 +100,15 @@ def test_expectations_need_results_of_one_set_of_conditions(tmp_path):
         expectations_from_results([results_file(tmp_path / "c.json", {})], tmp_path / "o", 1.5)
 
 
+def test_results_without_what_expectations_need_are_named(tmp_path):
+    path = results_file(tmp_path / "r.json", {0: 0.95})
+    document = json.loads(path.read_text())
+    del document["environment"]["epochs"], document["results"][0]["weights_sha256"]
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match=r"r.json: no environment 'epochs', .* 'weights_sha256': expectations need"):
+        expectations_from_results([path], tmp_path / "o", 1.5)
+
+
 def test_the_expect_command_names_bad_input_and_warns_of_a_single_seed(tmp_path, capsys):
     out = tmp_path / "expectations.json"
     assert main(["expect", str(tmp_path / "missing.json"), "-o", str(out)]) == 2
