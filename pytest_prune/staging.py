@@ -57,8 +57,8 @@ class CachedStages:
 
     def _note_stage(self, stage: str, served: bool) -> None:
         (self._served if served else self._computed).append(stage)
-        if not self.store.cells.enabled or self.fields.get("cache", "").startswith("recomputed"):
-            return  # off, or the note about a corrupt entry stands
+        if not self.store.cells.enabled or self.fields.get("cache", "").startswith(("recomputed", "off")):
+            return  # off, or the note about a corrupt entry or about why this cell is not cached stands
         if not self._computed:
             self.fields["cache"] = "cached"
         elif not self._served:
@@ -76,7 +76,8 @@ class CachedStages:
         }
         unreadable = [kind for kind, sha in sources.items() if sha is None]
         if unreadable:
-            return f"off: the source code of the {' and '.join(unreadable)} cannot be read, so changes would go unseen"
+            what = " and ".join(unreadable)
+            return f"off: the source code (or state) of the {what} cannot be read, so changes would go unseen"
         return {
             "harness": harness_source(),
             "torch": torch.__version__,

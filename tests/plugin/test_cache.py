@@ -68,6 +68,32 @@ def test_no_cache_and_cache_clear_recompute(pytester):
     assert set(cache_notes(pytester).values()) == {"off"}
 
 
+def test_a_pruner_whose_state_cannot_be_keyed_is_never_cached_and_says_why(pytester):
+    pytester.makepyfile(
+        unkeyed="""
+        import threading
+
+        from pytest_prune.pruners.magnitude import global_magnitude
+
+
+        class Locked:
+            def __init__(self):
+                self.lock = threading.Lock()  # state that does not pickle: the cache cannot key it
+
+            def __call__(self, model, amount, data):
+                return global_magnitude(model, amount, data)
+
+
+        locked = Locked()
+        """
+    )
+    for _ in range(2):
+        pytester.runpytest(*BASE, "--prune-pruner=unkeyed.py:locked").assert_outcomes(passed=3)
+        assert set(cache_notes(pytester).values()) == {
+            "off: the source code (or state) of the pruner cannot be read, so changes would go unseen"
+        }
+
+
 def test_a_changed_pruner_source_or_setting_invalidates_its_cells_only(pytester):
     pytester.makepyfile(mine=DYING)
     args = (*BASE, "--prune-pruner=random,mine.py:magnitude")
