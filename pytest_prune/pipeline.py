@@ -195,7 +195,7 @@ class Cell(CachedStages):
             dense_top5=dense.top5,
             dense_macs=dense.macs,
             weights_sha256=dense.pretrained.sha256,
-            weights=dense.pretrained.source,
+            weights=dense.pretrained.origin,
             macs_uncounted=uncounted_modules(dense.model),
         )
         return dense

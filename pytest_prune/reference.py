@@ -58,6 +58,12 @@ class Pretrained:
     source: str  # "shipped" | "cached" | "trained"
     path: Path
 
+    @property
+    def origin(self) -> str:
+        """``shipped``, or ``trained`` by pytest-prune (in this process or, cached, in an earlier one): what a
+        result record states, the same whichever process of a run trained the weights first."""
+        return "shipped" if self.source == "shipped" else "trained"
+
 
 def reference_dir() -> Path:
     """The folder of shipped weights and their manifest."""

@@ -63,7 +63,7 @@ def dense_robustness(store: Store, dataset_name: str, arch: str) -> dict[str, An
         model = separate.model.to(settings.device).eval()
         reference = functional_similarity(model, parent, data.test_x, settings)
         reference["top1"], _ = evaluate(model, data.test_x, data.test_y)
-        reference["weights"], reference["weights_sha256"] = separate.source, separate.sha256
+        reference["weights"], reference["weights_sha256"] = separate.origin, separate.sha256
     return {"corruptions": corruptions, "skipped": skipped, "top1": table, "reference": reference}
 
 

@@ -94,6 +94,27 @@ def test_a_pruner_whose_state_cannot_be_keyed_is_never_cached_and_says_why(pytes
         }
 
 
+def test_a_parent_trained_by_one_run_and_cached_for_the_next_is_trained_in_both_records(pytester):
+    pytester.makepyfile(
+        tiny="""
+        import math
+
+        from torch import nn
+
+
+        def tiny(input_shape, classes):
+            return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 32), nn.ReLU(), nn.Linear(32, classes))
+        """
+    )
+    args = ("--prune-bench", "--prune-dataset=digits", "--prune-arch=tiny.py:tiny", "--prune-epochs=1")
+    args += ("-p", "no:randomly", "--prune-pruner=random", "--prune-compression=2", "--prune-max-drop=100")
+    weights = []
+    for extra in ((), ("--prune-no-cache",)):  # the second run's parent comes from the pretrained cache
+        pytester.runpytest(*args, "--prune-json=out.json", *extra).assert_outcomes(passed=1)
+        weights += [(r["weights"], r["weights_sha256"]) for r in records(pytester.path / "out.json")]
+    assert weights[0] == weights[1] and weights[0][0] == "trained", weights
+
+
 def test_a_changed_pruner_source_or_setting_invalidates_its_cells_only(pytester):
     pytester.makepyfile(mine=DYING)
     args = (*BASE, "--prune-pruner=random,mine.py:magnitude")

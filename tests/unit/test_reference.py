@@ -77,6 +77,7 @@ def test_an_architecture_without_shipped_weights_trains_once_then_loads_from_cac
     first = load_pretrained("digits", user_arch, data, tmp_path)
     second = load_pretrained("digits", user_arch, data, tmp_path)
     assert (first.source, second.source) == ("trained", "cached") and first.sha256 == second.sha256
+    assert first.origin == second.origin == "trained"  # records say the same whichever process trained it
     assert all(
         torch.equal(a, b)
         for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True)
