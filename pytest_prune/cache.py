@@ -1,7 +1,8 @@
 """Content-keyed cache of finished cells: a re-run recomputes nothing that it already measured.
 
 A cell's entry is keyed by everything that determines its numbers: the pretrained weights' sha256, the
-dataset's content, the source code of its pruner, architecture and dataset factories, the harness's own
+dataset's content, the source code of its pruner, architecture and dataset factories (with the user modules they import),
+the harness's own
 source, the torch version and the settings that change results (compression, seed, epochs, schedule,
 threads, device, finetuning recipe). Latency and robustness are stages of the entry with keys of their own
 (the latency batch sizes and repeats; the corruption suite, severities and eps settings), so turning
@@ -62,7 +63,12 @@ def harness_source() -> str:
 
 
 def source_of(obj: Any) -> str | None:
-    """sha256 of the source file that defines ``obj`` (its whole module, so helpers count), or None.
+    """sha256 of the source file that defines ``obj`` and of the user modules it uses, or None.
+
+    The whole defining module counts, and so does every module of the user's own code it reaches through its
+    globals (``import helpers``, ``from helpers import score``, and theirs in turn): an edit of a helper the
+    pruner imports is a change of the pruner. Installed libraries, the standard library and pytest-prune
+    (keyed by ``harness_source``) are not followed. An import done inside a function body is not seen.
 
     None means the source cannot be read (a builtin, code typed at a prompt): such a cell is not cached,
     since a change of its code could not be detected. A ``functools.partial`` is its function's file and its
@@ -75,16 +81,65 @@ def source_of(obj: Any) -> str | None:
     if not (inspect.isfunction(target) or inspect.isclass(target) or inspect.ismethod(target)):
         return _with_state(source_of(type(target)), getattr(target, "__dict__", {}))
     module = sys.modules.get(getattr(target, "__module__", "") or "")
-    try:
-        path = inspect.getsourcefile(module or target)
-    except TypeError:
-        path = None
-    if path is None or not Path(path).is_file():
+    path = _source_file(module or target)
+    if path is None:
         try:
             return hashlib.sha256(inspect.getsource(target).encode()).hexdigest()
         except (OSError, TypeError):
             return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    sha = hashlib.sha256(path.read_bytes())
+    for name, helper in _user_modules(module) if module is not None else []:  # by name: the key is portable
+        sha.update(name.encode() + b"\0" + helper.read_bytes())
+    return sha.hexdigest()
+
+
+def _source_file(obj: Any) -> Path | None:
+    try:
+        path = inspect.getsourcefile(obj)
+    except TypeError:
+        return None
+    return Path(path) if path is not None and Path(path).is_file() else None
+
+
+@functools.cache
+def _library_roots() -> tuple[Path, ...]:
+    """Folders of installed code: the standard library, site-packages, and pytest-prune itself."""
+    import site
+    import sysconfig
+
+    folders = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    folders.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+    folders.add(str(Path(__file__).parent))
+    return tuple(Path(f).resolve() for f in folders if f)
+
+
+def _user_file(module: Any) -> Path | None:
+    """The source file of ``module`` when it is the user's own code (not a library's), else None."""
+    path = _source_file(module) if inspect.ismodule(module) else None
+    if path is None:
+        return None
+    resolved = path.resolve()
+    return None if any(resolved.is_relative_to(root) for root in _library_roots()) else resolved
+
+
+def _user_modules(module: Any) -> list[tuple[str, Path]]:
+    """(name, source file) of the user modules that ``module`` reaches through its globals, transitively,
+    sorted by name (``module`` itself left out)."""
+    seen: dict[str, Path | None] = {module.__name__: None}
+    todo = [module]
+    while todo:
+        for value in list(vars(todo.pop()).values()):
+            try:
+                name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+            except Exception:  # an object whose attributes raise is no module of the user's
+                continue
+            if not isinstance(name, str) or name in seen:
+                continue
+            used = sys.modules.get(name)
+            seen[name] = _user_file(used)
+            if seen[name] is not None:
+                todo.append(used)
+    return sorted((name, path) for name, path in seen.items() if path is not None)
 
 
 def _with_state(source: str | None, state: Any) -> str | None:

@@ -73,6 +73,23 @@ def test_source_of_hashes_the_defining_file_and_sees_edits(tmp_path, monkeypatch
     assert source_of(my_pruner_mod.prune) != before
 
 
+def test_source_of_sees_edits_of_the_user_modules_a_pruner_imports_but_not_of_libraries(tmp_path, monkeypatch):
+    (tmp_path / "my_scores_mod.py").write_text("import my_deeper_mod\n\ndef score(w):\n    return w.abs()\n")
+    (tmp_path / "my_deeper_mod.py").write_text("SCALE = 1\n")
+    (tmp_path / "my_user_pruner_mod.py").write_text(
+        "import torch\nfrom my_scores_mod import score\n\ndef prune(model, amount, data):\n    return None\n"
+    )
+    monkeypatch.syspath_prepend(tmp_path)
+    import my_user_pruner_mod
+
+    before = source_of(my_user_pruner_mod.prune)
+    (tmp_path / "my_deeper_mod.py").write_text("SCALE = 2\n")  # two imports away
+    assert source_of(my_user_pruner_mod.prune) != before
+    from pytest_prune.cache import _user_modules
+
+    assert [name for name, _ in _user_modules(my_user_pruner_mod)] == ["my_deeper_mod", "my_scores_mod"]  # no torch
+
+
 def test_source_of_a_partial_or_a_callable_object_includes_its_arguments_and_state(tmp_path, monkeypatch):
     import functools
 
