@@ -1,10 +1,9 @@
 """Content-keyed cache of finished cells: a re-run recomputes nothing that it already measured.
 
 A cell's entry is keyed by everything that determines its numbers: the pretrained weights' sha256, the
-dataset's content, the source code of its pruner, architecture and dataset factories (with the user modules they import),
-the harness's own
-source, the torch version and the settings that change results (compression, seed, epochs, schedule,
-threads, device, finetuning recipe). Latency and robustness are stages of the entry with keys of their own
+dataset's content, the source code of its pruner, architecture and dataset factories (with the user modules
+they import), the harness's own source, the torch version and the settings that change results
+(compression, seed, epochs, schedule, threads, device, finetuning recipe). Latency and robustness are stages of the entry with keys of their own
 (the latency batch sizes and repeats; the corruption suite, severities and eps settings), so turning
 ``--prune-robustness`` on later computes only the robustness of cells that were already finetuned.
 
