@@ -3,9 +3,10 @@
 A cell's entry is keyed by everything that determines its numbers: the pretrained weights' sha256, the
 dataset's content, the source code of its pruner, architecture and dataset factories (with the user modules
 they import), the harness's own source, the torch version and the settings that change results
-(compression, seed, epochs, schedule, threads, device, finetuning recipe). Latency and robustness are stages of the entry with keys of their own
-(the latency batch sizes and repeats; the corruption suite, severities and eps settings), so turning
-``--prune-robustness`` on later computes only the robustness of cells that were already finetuned.
+(compression, seed, epochs, schedule, threads, device, finetuning recipe). Latency and robustness are
+stages of the entry with keys of their own (the latency batch sizes and repeats; the corruption suite,
+severities and eps settings), so turning ``--prune-robustness`` on later computes only the robustness of
+cells that were already finetuned.
 
 An entry is ``<key>.json`` (the record's fields per stage) beside ``<key>.pt`` (the finetuned weights, so the
 ``finetuned_model`` fixture works from the cache too). Both are written atomically as each stage finishes,
