@@ -19,8 +19,10 @@ it, ``-o cache_dir=PATH`` moves it, ``--prune-no-cache`` bypasses it).
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
+import importlib.util
 import inspect
 import io
 import json
@@ -65,10 +67,11 @@ def harness_source() -> str:
 def source_of(obj: Any) -> str | None:
     """sha256 of the source file that defines ``obj`` and of the user modules it uses, or None.
 
-    The whole defining module counts, and so does every module of the user's own code it reaches through its
-    globals (``import helpers``, ``from helpers import score``, and theirs in turn): an edit of a helper the
-    pruner imports is a change of the pruner. Installed libraries, the standard library and pytest-prune
-    (keyed by ``harness_source``) are not followed. An import done inside a function body is not seen.
+    The whole defining module counts, and so does every module of the user's own code its import statements
+    reach (``import helpers``, ``from helpers import score``, an import inside a function, and theirs in
+    turn): an edit of a helper the pruner imports is a change of the pruner. Installed libraries, the
+    standard library and pytest-prune (keyed by ``harness_source``) are not followed. A module loaded by
+    other means (``importlib`` on a path) is not seen.
 
     None means the source cannot be read (a builtin, code typed at a prompt): such a cell is not cached,
     since a change of its code could not be detected. A ``functools.partial`` is its function's file and its
@@ -103,43 +106,87 @@ def _source_file(obj: Any) -> Path | None:
 
 @functools.cache
 def _library_roots() -> tuple[Path, ...]:
-    """Folders of installed code: the standard library, site-packages, and pytest-prune itself."""
+    """Folders of installed code: the standard library, site-packages (the user's too), and pytest-prune."""
     import site
     import sysconfig
 
     folders = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     folders.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+    folders.add(site.getusersitepackages() if hasattr(site, "getusersitepackages") else "")
     folders.add(str(Path(__file__).parent))
     return tuple(Path(f).resolve() for f in folders if f)
 
 
-def _user_file(module: Any) -> Path | None:
-    """The source file of ``module`` when it is the user's own code (not a library's), else None."""
-    path = _source_file(module) if inspect.ismodule(module) else None
-    if path is None:
+def _is_library(path: Path) -> bool:
+    return bool({"site-packages", "dist-packages"} & set(path.parts)) or any(
+        path.is_relative_to(root) for root in _library_roots()
+    )
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of the module ``name`` when it is the user's own code (not a library's), else None.
+
+    A module not imported yet is looked up without running it; its parent packages are not imported either
+    unless their top-level package is the user's.
+    """
+    module = sys.modules.get(name)
+    if module is not None:
+        found = _source_file(module)
+    else:
+        top = name.partition(".")[0]
+        try:
+            if top != name and _module_file(top) is None and top not in sys.modules:
+                return None  # a library's submodule: finding it would import the library
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError, AttributeError):
+            return None
+        origin = spec.origin if spec is not None and spec.has_location else None
+        found = Path(origin) if origin and origin.endswith(".py") and Path(origin).is_file() else None
+    if found is None:
         return None
-    resolved = path.resolve()
-    return None if any(resolved.is_relative_to(root) for root in _library_roots()) else resolved
+    resolved = found.resolve()
+    return None if _is_library(resolved) else resolved
+
+
+def _imported_names(path: Path, package: str) -> set[str]:
+    """Every module an ``import`` statement of the file at ``path`` may name (a from-import's names too, as
+    they may be submodules), relative imports resolved against ``package``; parents included."""
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            try:
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            except (ImportError, ValueError):
+                continue
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    return {".".join(name.split(".")[: i + 1]) for name in names for i in range(name.count(".") + 1)}
 
 
 def _user_modules(module: Any) -> list[tuple[str, Path]]:
-    """(name, source file) of the user modules that ``module`` reaches through its globals, transitively,
-    sorted by name (``module`` itself left out)."""
-    seen: dict[str, Path | None] = {module.__name__: None}
-    todo = [module]
+    """(name, source file) of the user modules that ``module``'s import statements reach, transitively (an
+    import inside a function, a constant from another module, a namespace package), sorted by name;
+    ``module`` itself left out. Installed libraries, the standard library and pytest-prune end the walk."""
+    own = _source_file(module)
+    if own is None:
+        return []
+    found: dict[str, Path] = {}
+    seen = {module.__name__}
+    todo = [(own, module.__name__ if hasattr(module, "__path__") else (module.__package__ or ""))]
     while todo:
-        for value in list(vars(todo.pop()).values()):
-            try:
-                name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
-            except Exception:  # an object whose attributes raise is no module of the user's
-                continue
-            if not isinstance(name, str) or name in seen:
-                continue
-            used = sys.modules.get(name)
-            seen[name] = _user_file(used)
-            if seen[name] is not None:
-                todo.append(used)
-    return sorted((name, path) for name, path in seen.items() if path is not None)
+        path, package = todo.pop()
+        for name in sorted(_imported_names(path, package) - seen):
+            seen.add(name)
+            if (file := _module_file(name)) is not None and file != own.resolve():
+                found[name] = file
+                todo.append((file, name if file.name == "__init__.py" else name.rpartition(".")[0]))
+    return sorted(found.items())
 
 
 def _with_state(source: str | None, state: Any) -> str | None:

@@ -124,9 +124,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _check_robustness_options(config: pytest.Config, settings: Settings) -> None:
-    """Choices of what ``--prune-robustness`` measures, given on the command line while it is off, are a usage
-    error (the run would silently measure none of them); in the ini file they may wait for a run that turns
-    it on."""
+    """Choices of what ``--prune-robustness`` measures, given as ``--prune-*`` options (on the command line or
+    in ``addopts``) while it is off, are a usage error: the run would silently measure none of them. As ini
+    values (``prune_*`` in the ini file, or ``-o``) they may wait for a run that turns it on."""
     given = [o.flag for o in OPTIONS if o.name in ROBUSTNESS_ONLY and config.getoption(o.ini) is not None]
     if given and not settings.robustness:
         raise pytest.UsageError(

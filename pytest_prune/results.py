@@ -67,6 +67,7 @@ RECORD_FIELDS = (
     "agreement",
     "softmax_l2",
     "eps_agreement",
+    "eps_images",
     "reference_agreement",
     "reference_softmax_l2",
     "reference_eps_agreement",
@@ -217,12 +218,24 @@ def write_json(path: Path, environment: dict[str, Any], records: Iterable[dict[s
 def case_of(nodeid: str, cases: Sequence[Any]) -> Any | None:
     """The matrix case a test id runs, read off its parameter ids (``test_prune[mnist5k-lenet5-random-8x]``, or
     with a test's own parameters around the case's id), or None. The longest matching id wins, so a case whose
-    id extends another's (a pruner named ``p-2x`` beside ``p``) is told apart."""
-    if not nodeid.endswith("]") or "[" not in nodeid:
+    id extends another's (a pruner named ``p-2x`` beside ``p``) is told apart; a name pytest escaped in the id
+    (``élague`` as ``\\xe9lague``) matches too."""
+    params = parameter_ids(nodeid)
+    if params is None:
         return None
-    params = "-" + nodeid[nodeid.index("[") + 1 : -1] + "-"
-    found = [case for case in cases if f"-{case.id}-" in params]
+    params = f"-{params}-"
+    found = [
+        case
+        for case in cases
+        if f"-{case.id}-" in params or f"-{case.id.encode('unicode_escape').decode('ascii')}-" in params
+    ]
     return max(found, key=lambda case: len(case.id), default=None)
+
+
+def parameter_ids(nodeid: str) -> str | None:
+    """What ``[...]`` holds at the end of a test id (its parametrization), or None (a folder may hold ``[``)."""
+    name = nodeid.rpartition("::")[2]
+    return name[name.index("[") + 1 : -1] if name.endswith("]") and "[" in name else None
 
 
 def _crash_message(report: Any) -> str:
@@ -260,7 +273,9 @@ class Collector:
         """A worker died inside a test (xdist): give the crash report its cell's record, so the cell is an error
         in the JSON, the tables, the leaderboard and the gate instead of missing from them (its pruner would
         otherwise rank as if it had finished the compressions it has)."""
-        if self.cases is None or any(key == PROPERTY for key, _ in report.user_properties):
+        if self.cases is None or parameter_ids(crashitem) is None:
+            return  # every cell is a parametrized test: no need to build the matrix (and import torch)
+        if any(key == PROPERTY for key, _ in report.user_properties):
             return
         try:
             case = case_of(crashitem, self.cases())
@@ -294,7 +309,7 @@ class Collector:
         if OUTCOME_RANK[outcome] > OUTCOME_RANK[merged["outcome"]]:
             merged["outcome"] = outcome
             merged["error"] = _crash_message(report) if report.failed else None
-        if report.when == "teardown" and self.settings.json_path is not None:
+        if report.when not in ("setup", "call") and self.settings.json_path is not None:  # teardown, or a crash
             try:
                 self.write()
             except OSError as exc:  # a full disk must not end the session: the records stay in memory
@@ -343,6 +358,7 @@ class Collector:
                     self.messages.append(f"results JSON NOT written to {self.settings.json_path}: {exc}")
                     if session.exitstatus in (0, 5):
                         session.exitstatus = 1  # pytest.ExitCode.TESTS_FAILED: the results are not where asked
+            self.messages += self._short_eps_samples()
             if self.settings.leaderboard is not None:
                 from .report.leaderboard import write_leaderboard
 
@@ -355,6 +371,19 @@ class Collector:
             # a run that collected no test at all (exit 5) must not pass a gate whose cells are all missing
             if any(f.regression for f in self.findings) and session.exitstatus in (0, 5):
                 session.exitstatus = 1  # pytest.ExitCode.TESTS_FAILED
+
+    def _short_eps_samples(self) -> list[str]:
+        """A line per dataset whose test set is smaller than ``--prune-eps-images``: its cells sampled all of it."""
+        asked = getattr(self.settings, "eps_images", None)
+        short = {
+            r["dataset"]: r["eps_images"]
+            for r in self.records.values()
+            if asked is not None and r.get("eps_images") is not None and r["eps_images"] < asked
+        }
+        return [
+            f"eps-agreement on {dataset} sampled all {images} test images (--prune-eps-images asks {asked})"
+            for dataset, images in sorted(short.items())
+        ]
 
     def counts(self) -> str:
         """``30 cells: 28 passed, 1 failed, 1 error; 18 from the cache; 71.2 s in cells``."""

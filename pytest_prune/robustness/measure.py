@@ -13,7 +13,6 @@ separately trained reference are compared on identical data.
 from __future__ import annotations
 
 import statistics
-import warnings
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -100,12 +99,7 @@ def similarity(model: nn.Module, parent: nn.Module, x: torch.Tensor, batch_size:
 
 def eps_sample(x: torch.Tensor, images: int) -> torch.Tensor:
     """The fixed sample of test images for eps-agreement: a seeded choice, the same for every model (the whole
-    test set, with a warning, when it has fewer than ``images``)."""
-    if images > len(x):
-        warnings.warn(
-            f"--prune-eps-images {images}: the test set has {len(x)} images; eps-agreement samples all of them",
-            stacklevel=2,
-        )
+    test set when it has fewer than ``images``: the record's ``eps_images`` says how many)."""
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(EVAL_SEED))
     return x[order[: min(images, len(x))].to(x.device)]
 
@@ -134,4 +128,5 @@ def functional_similarity(model: nn.Module, parent: nn.Module, test_x: torch.Ten
     out: dict[str, Any] = similarity(model, parent, test_x)
     sample = eps_sample(test_x, settings.eps_images)
     out["eps_agreement"] = eps_agreement(model, parent, sample, settings.eps, settings.eps_draws)
+    out["eps_images"] = len(sample)
     return out

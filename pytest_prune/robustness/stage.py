@@ -108,6 +108,7 @@ def cell_robustness(cell: Cell, model: nn.Module) -> None:
         agreement=similar["agreement"],
         softmax_l2=similar["softmax_l2"],
         eps_agreement=similar["eps_agreement"],
+        eps_images=similar["eps_images"],
         reference_agreement=reference["agreement"],
         reference_softmax_l2=reference["softmax_l2"],
         reference_eps_agreement=reference["eps_agreement"],

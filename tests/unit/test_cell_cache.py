@@ -76,18 +76,45 @@ def test_source_of_hashes_the_defining_file_and_sees_edits(tmp_path, monkeypatch
 def test_source_of_sees_edits_of_the_user_modules_a_pruner_imports_but_not_of_libraries(tmp_path, monkeypatch):
     (tmp_path / "my_scores_mod.py").write_text("import my_deeper_mod\n\ndef score(w):\n    return w.abs()\n")
     (tmp_path / "my_deeper_mod.py").write_text("SCALE = 1\n")
+    (tmp_path / "my_consts_mod.py").write_text("THRESHOLD = 0.5\n")
+    (tmp_path / "my_lazy_mod.py").write_text("X = 1\n")
+    (tmp_path / "my_ns_pkg").mkdir()  # a namespace package: no __init__.py
+    (tmp_path / "my_ns_pkg" / "tools.py").write_text("Y = 1\n")
     (tmp_path / "my_user_pruner_mod.py").write_text(
-        "import torch\nfrom my_scores_mod import score\n\ndef prune(model, amount, data):\n    return None\n"
+        "import torch\n"
+        "import my_ns_pkg.tools\n"
+        "from my_scores_mod import score\n"
+        "from my_consts_mod import THRESHOLD\n\n"
+        "def prune(model, amount, data):\n"
+        "    import my_lazy_mod  # imported only when it runs\n"
+        "    return None\n"
     )
     monkeypatch.syspath_prepend(tmp_path)
     import my_user_pruner_mod
 
-    before = source_of(my_user_pruner_mod.prune)
-    (tmp_path / "my_deeper_mod.py").write_text("SCALE = 2\n")  # two imports away
-    assert source_of(my_user_pruner_mod.prune) != before
+    for edited in ("my_deeper_mod.py", "my_consts_mod.py", "my_lazy_mod.py", "my_ns_pkg/tools.py"):
+        before = source_of(my_user_pruner_mod.prune)
+        (tmp_path / edited).write_text((tmp_path / edited).read_text() + "# edited\n")
+        assert source_of(my_user_pruner_mod.prune) != before, edited
     from pytest_prune.cache import _user_modules
 
-    assert [name for name, _ in _user_modules(my_user_pruner_mod)] == ["my_deeper_mod", "my_scores_mod"]  # no torch
+    assert [name for name, _ in _user_modules(my_user_pruner_mod)] == [  # no torch, no pytest-prune
+        "my_consts_mod",
+        "my_deeper_mod",
+        "my_lazy_mod",
+        "my_ns_pkg.tools",
+        "my_scores_mod",
+    ]
+
+
+def test_a_built_in_pruners_key_is_its_file_alone():
+    """Built-in keys (and with them the keys of trained references) depend on nothing else installed."""
+    import hashlib
+    from pathlib import Path
+
+    from pytest_prune.pruners import magnitude
+
+    assert source_of(magnitude.global_magnitude) == hashlib.sha256(Path(magnitude.__file__).read_bytes()).hexdigest()
 
 
 def test_source_of_a_partial_or_a_callable_object_includes_its_arguments_and_state(tmp_path, monkeypatch):

@@ -79,6 +79,10 @@ def test_a_test_id_names_its_case_by_the_longest_matching_case_id():
     assert case_of("t.py::test_mine[small-d-a-p-8x]", cases) == cases[2]
     assert case_of("t.py::test_other[d-a-p-4x]", cases) is None
     assert case_of("t.py::test_other", cases) is None
+    assert case_of("dir[x]/t.py::test_prune[d-a-p-8x]", cases) == cases[2]  # a folder's brackets are no ids
+    assert case_of("dir[d-a-p-8x]/t.py::test_plain", cases) is None
+    accented = Case("d", "a", "élague", 2.0, 0)
+    assert case_of("t.py::test_prune[d-a-\\xe9lague-2x]", [accented]) == accented  # as pytest escapes it
 
 
 def crash_report(nodeid):
@@ -95,10 +99,13 @@ def crash_report(nodeid):
     )
 
 
-def test_a_crashed_worker_leaves_an_error_record_of_its_cell():
+def test_a_crashed_worker_leaves_an_error_record_of_its_cell(tmp_path):
+    import json
+
     from pytest_prune.matrix import Case
 
-    seen = Collector(Settings(), command="pytest", cases=lambda: [Case("d", "a", "random", 8.0, 0)])
+    settings = Settings(json_path=tmp_path / "r.json")
+    seen = Collector(settings, command="pytest", cases=lambda: [Case("d", "a", "random", 8.0, 0)])
     for nodeid in ("t.py::test_prune[d-a-random-8x]", "t.py::test_plain"):
         crash = crash_report(nodeid)
         seen.pytest_handlecrashitem(crashitem=nodeid, report=crash, sched=None)
@@ -111,6 +118,8 @@ def test_a_crashed_worker_leaves_an_error_record_of_its_cell():
         "error",
     )
     assert "crashed while running" in record["error"] and not seen.messages
+    (written,) = json.loads((tmp_path / "r.json").read_text())["results"]  # at once: the run may die next
+    assert written["outcome"] == "error"
 
 
 def test_a_crash_whose_cell_cannot_be_found_is_said():
@@ -122,4 +131,17 @@ def test_a_crash_whose_cell_cannot_be_found_is_said():
     assert seen.messages == [
         "a worker crashed while running t.py::test_prune[x]; a pytest-prune cell there is missing from the results "
         "(RuntimeError: cannot import the user's pruner here)"
+    ]
+
+
+def test_cells_that_sampled_fewer_eps_images_than_asked_are_named_once_per_dataset(tmp_path):
+    seen = Collector(Settings(robustness=True, eps_images=250, json_path=tmp_path / "r.json"), command="pytest")
+    for nodeid, images in (("t.py::test_cell[2x]", 30), ("t.py::test_cell[8x]", 30)):
+        for when in ("setup", "call", "teardown"):
+            sent = report(when, nodeid=nodeid)
+            sent.user_properties[0][1].update(id=nodeid, eps_images=images)
+            seen.pytest_runtest_logreport(sent)
+    seen.pytest_sessionfinish(SimpleNamespace(exitstatus=0, config=None))
+    assert [m for m in seen.messages if "eps" in m] == [
+        "eps-agreement on d sampled all 30 test images (--prune-eps-images asks 250)"
     ]

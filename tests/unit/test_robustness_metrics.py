@@ -9,7 +9,15 @@ import torch
 from torch import nn
 
 from pytest_prune.robustness.corruptions import BATCH, CORRUPTIONS, corrupted_batches
-from pytest_prune.robustness.measure import EVAL_SEED, eps_agreement, eps_sample, excess_error, shifted_top1, similarity
+from pytest_prune.robustness.measure import (
+    EVAL_SEED,
+    eps_agreement,
+    eps_sample,
+    excess_error,
+    functional_similarity,
+    shifted_top1,
+    similarity,
+)
 from pytest_prune.robustness.pixels import PixelSpace
 from pytest_prune.robustness.potential import NOMINAL, SUITE, potential_summary, prune_potential
 
@@ -71,11 +79,14 @@ def test_eps_agreement_falls_with_the_noise_and_is_reproducible():
     assert set(result) == {"0", "0.5", "3"} and result["0"] >= result["3"]
 
 
-def test_an_eps_sample_larger_than_the_test_set_takes_it_all_and_says_so():
+def test_an_eps_sample_larger_than_the_test_set_takes_it_all_and_says_how_many():
+    from types import SimpleNamespace
+
     x = torch.randn(30, 1, 4, 4)
-    with pytest.warns(UserWarning, match="--prune-eps-images 250: the test set has 30 images"):
-        sample = eps_sample(x, 250)
+    sample = eps_sample(x, 250)
     assert len(sample) == 30 and sorted(sample.flatten().tolist()) == sorted(x.flatten().tolist())
+    settings = SimpleNamespace(eps_images=250, eps=[0.1], eps_draws=1)
+    assert functional_similarity(model(0), model(0), x, settings)["eps_images"] == 30
 
 
 def record(pruner, sparsity, top1, dense=0.95, seed=0, corrupted=None, dense_corrupted=None):
