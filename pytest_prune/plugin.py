@@ -82,7 +82,7 @@ def _ini_relative(kind: str, value: str | list[str], folder: Path) -> str:
     if kind == "path":
         return str(folder / user_path(str(value).strip()))
     specs = []
-    for spec in split_list(value):
+    for spec in split_list(value, spaces=False):
         target, sep, attr = spec.rpartition(":")
         specs.append(
             f"{folder / user_path(target)}{sep}{attr}" if is_import_spec(spec) and is_path_target(target) else spec

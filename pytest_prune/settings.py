@@ -130,15 +130,20 @@ def shared_device(device: str, workers: int, cuda_count: int) -> str | None:
     )
 
 
-def split_list(values: Sequence[Any] | str | None) -> tuple[str, ...]:
-    """Split comma/whitespace separated values, keeping order and dropping duplicates."""
+def split_list(values: Sequence[Any] | str | None, spaces: bool = True) -> tuple[str, ...]:
+    """Split comma (and, with ``spaces``, whitespace) separated values, keeping order and dropping duplicates.
+
+    SPEC lists split on commas and line breaks only (``spaces=False``): a path may hold a space
+    (``"my pruners/x.py:f"``).
+    """
     if values is None:
         return ()
     if isinstance(values, str):
         values = [values]
     out: list[str] = []
+    separators = r"[,\s]+" if spaces else r"\s*[,\n]\s*"
     for value in values:  # an ini list of numbers (prune_compression = [2, 4]) arrives as numbers
-        for item in re.split(r"[,\s]+", str(value)):
+        for item in re.split(separators, str(value).strip()):
             if item and item not in out:
                 out.append(item)
     return tuple(out)
@@ -250,12 +255,12 @@ def _robustness(raw: dict[str, Any]) -> dict[str, Any]:
 
 def build(raw: dict[str, Any]) -> Settings:
     """Build Settings from raw option values (``None`` = not given); raises SettingsError."""
-    pruners = split_list(raw.get("pruner"))
+    pruners = split_list(raw.get("pruner"), spaces=False)
     settings: dict[str, Any] = {"bench": bool(raw.get("bench")), "conformance": bool(raw.get("conformance"))}
     if pruners:
         settings["pruners"], settings["pruners_given"] = pruners, True
     for key, attr in (("dataset", "datasets"), ("arch", "archs")):
-        if values := split_list(raw.get(key)):
+        if values := split_list(raw.get(key), spaces=False):
             settings[attr] = values
     if values := split_list(raw.get("compression")):
         settings["compressions"] = parse_compressions(values)

@@ -25,6 +25,12 @@ def test_lists_split_on_commas_and_repeats():
     assert build({"compression": [2, 4], "severities": [1, 3]}).compressions == (2.0, 4.0)
 
 
+def test_a_spec_list_keeps_the_spaces_of_a_path():
+    s = build({"pruner": [" my pruners/x.py:f , random\nglobal_*"], "arch": ["My Nets/n.py:net"], "dataset": "digits"})
+    assert s.pruners == ("my pruners/x.py:f", "random", "global_*")
+    assert (s.archs, s.datasets) == (("My Nets/n.py:net",), ("digits",))
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [(["0.5"], "'0.5' is below 1"), (["eight"], "'eight' is not a number"), (["inf"], "not finite")],
