@@ -126,35 +126,62 @@ def _is_library(path: Path) -> bool:
 def _module_file(name: str) -> Path | None:
     """The source file of the module ``name`` when it is the user's own code (not a library's), else None.
 
-    A module not imported yet is looked up without running it; its parent packages are not imported either
-    unless their top-level package is the user's.
+    A module not imported yet is found the way the path finder would find it, one dotted part at a time,
+    without importing it or its parent packages; the search ends at the first part that is a library's.
     """
     module = sys.modules.get(name)
-    if module is not None:
-        found = _source_file(module)
-    else:
-        top = name.partition(".")[0]
-        try:
-            if top != name and _module_file(top) is None and top not in sys.modules:
-                return None  # a library's submodule: finding it would import the library
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError, AttributeError):
-            return None
-        origin = spec.origin if spec is not None and spec.has_location else None
-        found = Path(origin) if origin and origin.endswith(".py") and Path(origin).is_file() else None
+    found = _source_file(module) if module is not None else _find_unimported(name)
     if found is None:
         return None
     resolved = found.resolve()
     return None if _is_library(resolved) else resolved
 
 
-def _imported_names(path: Path, package: str) -> set[str]:
+def _find_unimported(name: str) -> Path | None:
+    from importlib.machinery import PathFinder
+
+    parts = name.split(".")
+    locations: list[str] | None = None  # None: sys.path
+    for depth in range(len(parts)):
+        prefix = ".".join(parts[: depth + 1])
+        loaded = sys.modules.get(prefix)
+        if loaded is not None:
+            origin, search = getattr(loaded, "__file__", None), getattr(loaded, "__path__", None)
+        else:
+            try:
+                spec = PathFinder.find_spec(prefix, locations)
+            except (ImportError, ValueError):
+                return None
+            if spec is None:
+                return None
+            origin = spec.origin if spec.has_location else None
+            search = spec.submodule_search_locations
+        places = [Path(origin)] if origin else []
+        places += [Path(folder) for folder in search or []]
+        if any(_is_library(place.resolve()) for place in places):
+            return None  # a library's module: not followed
+        if depth == len(parts) - 1:
+            return Path(origin) if origin and origin.endswith(".py") and Path(origin).is_file() else None
+        if not search:
+            return None  # not a package: ``name`` is an attribute, not a module
+        locations = list(search)
+    return None
+
+
+def _imported_names(path: Path, package: str) -> frozenset[str]:
     """Every module an ``import`` statement of the file at ``path`` may name (a from-import's names too, as
     they may be submodules), relative imports resolved against ``package``; parents included."""
+    stat = path.stat()
+    return _imports_of(path, package, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _imports_of(path: Path, package: str, mtime_ns: int, size: int) -> frozenset[str]:
+    """``_imported_names``, parsed once per version of the file (its modification time and size)."""
     try:
         tree = ast.parse(path.read_bytes())
     except (SyntaxError, ValueError):
-        return set()
+        return frozenset()
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -166,7 +193,7 @@ def _imported_names(path: Path, package: str) -> set[str]:
                 continue
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
-    return {".".join(name.split(".")[: i + 1]) for name in names for i in range(name.count(".") + 1)}
+    return frozenset(".".join(name.split(".")[: i + 1]) for name in names for i in range(name.count(".") + 1))
 
 
 def _user_modules(module: Any) -> list[tuple[str, Path]]:
@@ -174,8 +201,8 @@ def _user_modules(module: Any) -> list[tuple[str, Path]]:
     import inside a function, a constant from another module, a namespace package), sorted by name;
     ``module`` itself left out. Installed libraries, the standard library and pytest-prune end the walk."""
     own = _source_file(module)
-    if own is None:
-        return []
+    if own is None or _is_library(own.resolve()):
+        return []  # a built-in factory, or a library's: keyed by its file (and pytest-prune's digest) alone
     found: dict[str, Path] = {}
     seen = {module.__name__}
     todo = [(own, module.__name__ if hasattr(module, "__path__") else (module.__package__ or ""))]

@@ -158,6 +158,8 @@ class Registry:
     def _unknown(self, name: str) -> str:
         close = difflib.get_close_matches(name, self.names(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
+        if len(name.split()) > 1:  # "random global_magnitude": a SPEC list splits on commas, keeping paths' spaces
+            hint += " Separate several with commas."
         return f"unknown {self.kind} {name!r}.{hint} {self._available()}"
 
 

@@ -141,7 +141,7 @@ def split_list(values: Sequence[Any] | str | None, spaces: bool = True) -> tuple
     if isinstance(values, str):
         values = [values]
     out: list[str] = []
-    separators = r"[,\s]+" if spaces else r"\s*[,\n]\s*"
+    separators = r"[,\s]+" if spaces else r"\s*[,\r\n]\s*"
     for value in values:  # an ini list of numbers (prune_compression = [2, 4]) arrives as numbers
         for item in re.split(separators, str(value).strip()):
             if item and item not in out:

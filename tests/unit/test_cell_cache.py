@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 
 import pytest
@@ -80,6 +81,11 @@ def test_source_of_sees_edits_of_the_user_modules_a_pruner_imports_but_not_of_li
     (tmp_path / "my_lazy_mod.py").write_text("X = 1\n")
     (tmp_path / "my_ns_pkg").mkdir()  # a namespace package: no __init__.py
     (tmp_path / "my_ns_pkg" / "tools.py").write_text("Y = 1\n")
+    (tmp_path / "my_lazy_ns").mkdir()  # another, imported only inside the function
+    (tmp_path / "my_lazy_ns" / "tools.py").write_text("Z = 1\n")
+    (tmp_path / "my_lazy_pkg").mkdir()  # a package whose __init__ must not run to key the pruner
+    (tmp_path / "my_lazy_pkg" / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    (tmp_path / "my_lazy_pkg" / "sub.py").write_text("W = 1\n")
     (tmp_path / "my_user_pruner_mod.py").write_text(
         "import torch\n"
         "import my_ns_pkg.tools\n"
@@ -87,12 +93,23 @@ def test_source_of_sees_edits_of_the_user_modules_a_pruner_imports_but_not_of_li
         "from my_consts_mod import THRESHOLD\n\n"
         "def prune(model, amount, data):\n"
         "    import my_lazy_mod  # imported only when it runs\n"
+        "    import my_lazy_ns.tools\n"
+        "    from my_lazy_pkg.sub import W\n"
+        "    from torch.distributed.fsdp import FullyShardedDataParallel  # a library's: never looked into\n"
         "    return None\n"
     )
     monkeypatch.syspath_prepend(tmp_path)
     import my_user_pruner_mod
 
-    for edited in ("my_deeper_mod.py", "my_consts_mod.py", "my_lazy_mod.py", "my_ns_pkg/tools.py"):
+    imported = set(sys.modules)
+    for edited in (
+        "my_deeper_mod.py",
+        "my_consts_mod.py",
+        "my_lazy_mod.py",
+        "my_ns_pkg/tools.py",
+        "my_lazy_ns/tools.py",
+        "my_lazy_pkg/sub.py",
+    ):
         before = source_of(my_user_pruner_mod.prune)
         (tmp_path / edited).write_text((tmp_path / edited).read_text() + "# edited\n")
         assert source_of(my_user_pruner_mod.prune) != before, edited
@@ -102,9 +119,13 @@ def test_source_of_sees_edits_of_the_user_modules_a_pruner_imports_but_not_of_li
         "my_consts_mod",
         "my_deeper_mod",
         "my_lazy_mod",
+        "my_lazy_ns.tools",
+        "my_lazy_pkg",
+        "my_lazy_pkg.sub",
         "my_ns_pkg.tools",
         "my_scores_mod",
     ]
+    assert not {name for name in set(sys.modules) - imported if name.startswith(("my_lazy", "torch.distributed"))}
 
 
 def test_a_built_in_pruners_key_is_its_file_alone():

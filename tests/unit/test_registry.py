@@ -59,6 +59,8 @@ def test_resolve_names_globs_and_unknowns(registry):
         registry.resolve("globl_magnitude")
     with pytest.raises(SpecError, match="glob 'x\\*' matches nothing. Available pruners: global_magnitude"):
         registry.resolve("x*")
+    with pytest.raises(SpecError, match="unknown pruner 'random global_magnitude'.* Separate several with commas"):
+        registry.resolve("random global_magnitude")  # a SPEC list splits on commas only
 
 
 def test_resolve_path_and_module_specs(registry, tmp_path, monkeypatch):

@@ -26,7 +26,9 @@ def test_lists_split_on_commas_and_repeats():
 
 
 def test_a_spec_list_keeps_the_spaces_of_a_path():
-    s = build({"pruner": [" my pruners/x.py:f , random\nglobal_*"], "arch": ["My Nets/n.py:net"], "dataset": "digits"})
+    s = build(
+        {"pruner": [" my pruners/x.py:f , random\r\nglobal_*\r"], "arch": ["My Nets/n.py:net"], "dataset": "digits"}
+    )
     assert s.pruners == ("my pruners/x.py:f", "random", "global_*")
     assert (s.archs, s.datasets) == (("My Nets/n.py:net",), ("digits",))
 
