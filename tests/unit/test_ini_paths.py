@@ -13,7 +13,7 @@ def test_paths_and_path_specs_join_the_ini_folder_and_expand_home(tmp_path, monk
     assert _ini_relative("path", "out/results.json", folder) == str(folder / "out/results.json")
     assert _ini_relative("path", "/abs/results.json", folder) == "/abs/results.json"
     assert _ini_relative("path", "~/results.json", folder) == str(tmp_path / "home/results.json")
-    specs = _ini_relative("specs", "global_magnitude, mine.py:fn ~/p/theirs.py:other pkg.mod:fn", folder)
+    specs = _ini_relative("specs", "global_magnitude, mine.py:fn\n~/p/theirs.py:other,pkg.mod:fn", folder)
     assert specs.split(",") == [
         "global_magnitude",
         f"{folder / 'mine.py'}:fn",
