@@ -114,7 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if (explicit or config.getoption("prune_dataset") or config.getoption("prune_arch")) and not _names_known(config):
         _matrix(config)  # explicit names: a typo is a usage error before anything runs
     if not hasattr(config, "workerinput"):  # the controller (or a plain run) gathers records
-        from .results import Collector
+        from .collector import Collector
 
         _check_outputs(settings)
         baseline = _baseline(settings) if settings.baseline is not None else None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from pytest_prune.results import PROPERTY, Collector
+from pytest_prune.collector import Collector
+from pytest_prune.results import PROPERTY
 from pytest_prune.settings import Settings
 
 
@@ -69,8 +70,8 @@ def test_a_json_that_cannot_be_rewritten_keeps_the_records_and_says_so(tmp_path)
 
 
 def test_a_test_id_names_its_case_by_the_longest_matching_case_id():
+    from pytest_prune.collector import case_of
     from pytest_prune.matrix import Case
-    from pytest_prune.results import case_of
 
     cases = [Case("d", "a", "p", 2.0, 0), Case("d", "a", "p-2x", 2.0, 0), Case("d", "a", "p", 8.0, 0)]
     assert case_of("t.py::test_prune[d-a-p-2x]", cases) == cases[0]
