@@ -169,12 +169,8 @@ class Collector:
 
     def _short_eps_samples(self) -> list[str]:
         """A line per dataset whose test set is smaller than ``--prune-eps-images``: its cells sampled all of it."""
-        asked = getattr(self.settings, "eps_images", None)
-        short = {
-            r["dataset"]: r["eps_images"]
-            for r in self.records.values()
-            if asked is not None and r.get("eps_images") is not None and r["eps_images"] < asked
-        }
+        asked = self.settings.eps_images
+        short = {r["dataset"]: r["eps_images"] for r in self.records.values() if (r.get("eps_images") or asked) < asked}
         return [
             f"eps-agreement on {dataset} sampled all {images} test images (--prune-eps-images asks {asked})"
             for dataset, images in sorted(short.items())
