@@ -23,12 +23,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .cache import data_digest, harness_source, source_of
+from .cache import data_digest, harness_source
 from .data.base import ImageDataset, load_dataset
 from .files import atomic_write_bytes, file_lock
 from .progress import Progress
 from .recipes import PRETRAIN, Recipe, pretrain_recipe
 from .registry import ARCHITECTURES, DATASETS
+from .sources import source_of
 from .train import evaluate, seed_everything, torch_threads, train
 
 MANIFEST = "manifest.json"

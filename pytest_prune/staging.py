@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from .cache import CorruptEntry, Entry, digest, harness_source, source_of
+from .cache import CorruptEntry, Entry, digest, harness_source
 from .registry import ARCHITECTURES, DATASETS, PRUNERS
+from .sources import source_of
 
 if TYPE_CHECKING:
     from torch import nn

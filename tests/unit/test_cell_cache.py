@@ -9,7 +9,8 @@ import textwrap
 import pytest
 import torch
 
-from pytest_prune.cache import CellCache, CorruptEntry, Entry, digest, harness_source, source_of
+from pytest_prune.cache import CellCache, CorruptEntry, Entry, digest, harness_source
+from pytest_prune.sources import source_of
 
 
 def _entry(cache: CellCache, key: str = "ab" + "0" * 62) -> Entry:
@@ -113,7 +114,7 @@ def test_source_of_sees_edits_of_the_user_modules_a_pruner_imports_but_not_of_li
         before = source_of(my_user_pruner_mod.prune)
         (tmp_path / edited).write_text((tmp_path / edited).read_text() + "# edited\n")
         assert source_of(my_user_pruner_mod.prune) != before, edited
-    from pytest_prune.cache import _user_modules
+    from pytest_prune.sources import _user_modules
 
     assert [name for name, _ in _user_modules(my_user_pruner_mod)] == [  # no torch, no pytest-prune
         "my_consts_mod",
@@ -126,6 +127,40 @@ def test_source_of_sees_edits_of_the_user_modules_a_pruner_imports_but_not_of_li
         "my_scores_mod",
     ]
     assert not {name for name in set(sys.modules) - imported if name.startswith(("my_lazy", "torch.distributed"))}
+
+
+def test_source_of_neither_runs_a_lazily_loaded_helper_nor_fails_on_odd_ones(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    (tmp_path / "my_lazy_loaded_mod.py").write_text("import builtins\nbuiltins.MY_LAZY_RAN = True\n")
+    (tmp_path / "my_outer_ns" / "my_inner_ns").mkdir(parents=True)  # namespace packages, neither imported
+    (tmp_path / "my_outer_ns" / "my_inner_ns" / "leaf.py").write_text("V = 1\n")
+    (tmp_path / "my_unreadable_mod.py").write_text("U = 1\n")
+    (tmp_path / "my_odd_pruner_mod.py").write_text(
+        "def prune(model, amount, data):\n"
+        "    import my_lazy_loaded_mod, my_outer_ns.my_inner_ns.leaf\n"
+        "    from my_unreadable_mod import U\n"
+    )
+    monkeypatch.syspath_prepend(tmp_path)
+    spec = importlib.util.spec_from_file_location("my_lazy_loaded_mod", tmp_path / "my_lazy_loaded_mod.py")
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    lazy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lazy)  # registered, not run until an attribute is read
+    monkeypatch.setitem(sys.modules, "my_lazy_loaded_mod", lazy)
+    import my_odd_pruner_mod
+
+    assert source_of(my_odd_pruner_mod.prune) is not None
+    assert not hasattr(__import__("builtins"), "MY_LAZY_RAN")
+    real = Path.read_bytes
+
+    def unreadable(path):
+        if path.name == "my_unreadable_mod.py":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    assert source_of(my_odd_pruner_mod.prune) is None  # a helper it cannot read: never cached
 
 
 def test_a_built_in_pruners_key_is_its_file_alone():
