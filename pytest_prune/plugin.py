@@ -12,7 +12,7 @@ import importlib.util
 import os
 import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 
@@ -33,15 +33,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option in OPTIONS:
         action = {"bool": "store_true", "list": "append"}.get(option.kind, "store")
         extra = {} if option.kind == "bool" else {"metavar": option.metavar}
-        ini_type: Literal["bool", "linelist", "string"] = "bool" if option.kind == "bool" else "string"
+        ini: dict[str, Any] = {"type": "bool" if option.kind == "bool" else "string"}
         if option.kind == "list":  # lines of an ini value, each a comma-separated list, or a TOML list
-            ini_type = "linelist"
+            ini["type"] = "linelist"
+        elif option.kind == "string" and pytest.version_tuple[:2] >= (9, 2):
+            ini = {"type": str | int | float, "default": None}  # pytest 9's [tool.pytest] table: prune_epochs = 3
         group.addoption(option.flag, action=action, default=None, dest=option.ini, help=option.help, **extra)
-        parser.addini(
-            option.ini,
-            f"{option.help} (ini twin of {option.flag})",
-            type=ini_type,
-        )
+        parser.addini(option.ini, f"{option.help} (ini twin of {option.flag})", **ini)
     if not _xdist_installed():
         # `pytest -n auto` spreads the matrix over cores; without pytest-xdist pytest would only say
         # "unrecognized arguments: -n", so pytest-prune takes the option and names the extra that brings it.
@@ -69,7 +67,9 @@ def _raw_options(config: pytest.Config) -> dict[str, Any]:
     for option in OPTIONS:
         value = config.getoption(option.ini)
         if value is None:
-            value = config.getini(option.ini) or None
+            value = config.getini(option.ini)
+            if value is None or value == "" or value == []:  # unset (a TOML 0 or false is a value)
+                value = None
             if value is not None and option.paths:
                 value = _ini_relative(option.paths, value, folder)
         raw[option.name] = value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -166,6 +167,26 @@ def test_toml_lists_configure_the_list_options(pytester, monkeypatch):
     result.assert_outcomes(passed=4)
     for cell in ("nothing-2x", "nothing-3x", "global_magnitude-2x", "global_magnitude-3x"):
         result.stdout.fnmatch_lines([f"*test_prune[[]digits-lenet300_100-{cell}[]] PASSED*"])
+
+
+@pytest.mark.skipif(pytest.version_tuple[:2] < (9, 2), reason="typed ini options need pytest 9.2")
+def test_pytest_9_native_toml_takes_numbers_and_a_zero(pytester):
+    pytester.makepyprojecttoml(
+        """
+        [tool.pytest]
+        prune_bench = true
+        prune_dataset = ["digits"]
+        prune_arch = ["lenet300_100"]
+        prune_pruner = ["global_magnitude"]
+        prune_compression = ["2"]
+        prune_epochs = 0
+        prune_max_drop = 100
+        prune_json = "out.json"
+        """
+    )
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
+    document = json.loads((pytester.path / "out.json").read_text())
+    assert document["environment"]["epochs"] == 0  # a TOML 0 is a value, not "unset"
 
 
 def test_a_1x_cell_is_the_finetuned_dense_control(pytester):
