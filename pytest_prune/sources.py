@@ -101,13 +101,17 @@ def _is_library(path: str) -> bool:
     return "site-packages" in parts or "dist-packages" in parts or (real + os.sep).startswith(_library_roots())
 
 
+def _user_source(path: str | None) -> str | None:
+    """The real path of ``path`` when it is a Python source file of the user's own code, else None."""
+    if not path or not path.endswith(".py") or not os.path.isfile(path) or _is_library(path):
+        return None
+    return os.path.realpath(path)
+
+
 def _module_file(name: str) -> str | None:
     """The real path of the source file of the module ``name`` when it is the user's own code, else None."""
     module = sys.modules.get(name)
-    found = _loaded_file(module)[0] if module is not None else _find_unimported(name)
-    if not found or not found.endswith(".py") or not os.path.isfile(found) or _is_library(found):
-        return None
-    return os.path.realpath(found)
+    return _user_source(_loaded_file(module)[0] if module is not None else _find_unimported(name))
 
 
 def _find_unimported(name: str) -> str | None:
@@ -174,13 +178,13 @@ def _imports_of(source: bytes, digest: str, package: str) -> frozenset[str]:
 def _user_modules(module: Any) -> list[tuple[str, str]]:
     """(name, sha256 of its source) of the user modules that ``module``'s import statements reach,
     transitively, sorted by name; ``module`` itself left out. Raises OSError for a file it cannot read."""
-    own = _loaded_file(module)[0]
-    if not own or not own.endswith(".py") or not os.path.isfile(own) or _is_library(own):
+    file, search = _loaded_file(module)
+    own = _user_source(file)
+    if own is None:
         return []  # a built-in factory, or a library's: keyed by its file (and pytest-prune's digest) alone
-    own = os.path.realpath(own)
     found: dict[str, str] = {}
     seen = {module.__name__}
-    package = module.__name__ if _loaded_file(module)[1] is not None else (module.__package__ or "")
+    package = module.__name__ if search is not None else (module.__package__ or "")
     todo: list[tuple[str | None, str, str]] = [(None, own, package)]
     while todo:
         name, path, package = todo.pop()
