@@ -2,8 +2,10 @@
 
 On every sound chain (``metrics.structure``) a filter is removable when its weights and bias are zero and,
 if a BatchNorm follows, that channel's gamma and beta are zero too: then the channel is exactly zero after
-every channel-wise operation, and the consumer's matching input weights multiply only zeros. Removing the
-filter, its BatchNorm channel and those input weights leaves the function unchanged, which ``compact``
+every channel-wise operation, and the consumer's matching input weights multiply only zeros. It is removable
+too when those input weights of the consumer are all zero (channel pruning on the consumer's side): then
+nothing the channel holds reaches the consumer. Removing the filter, its BatchNorm channel and those input
+weights leaves the function unchanged, which ``compact``
 verifies on real inputs (max abs difference ≤ 1e-5, in float64, so that a device's float32 arithmetic such
 as CUDA's TF32 convolutions cannot blur the check) before it reports success. Anything else (zeros
 scattered inside filters, a filter whose BatchNorm still adds beta, a model fx cannot trace) is reported
@@ -110,7 +112,13 @@ def _slice_norm(norm: nn.Module, keep: torch.Tensor) -> nn.Module:
 
 
 def removable_filters(model: nn.Module, chain: Chain) -> torch.Tensor:
-    """Boolean per producer filter: True where the filter can be removed without changing the function."""
+    """Boolean per producer filter: True where the filter can be removed without changing the function.
+
+    A filter can go when its channel is exactly zero after every channel-wise operation (its weights, bias
+    and BatchNorm gamma and beta are zero), or when the consumer ignores that channel: every consumer weight
+    that reads it is zero (channel pruning on the consumer's side, as in He et al. 2017 and ThiNet), whatever
+    the channel holds.
+    """
     producer = _get(model, chain.producer)
     dead = (cast(torch.Tensor, producer.weight).detach().flatten(1) == 0).all(dim=1)
     if producer.bias is not None:
@@ -121,7 +129,16 @@ def removable_filters(model: nn.Module, chain: Chain) -> torch.Tensor:
             dead &= (cast(torch.Tensor, norm.weight).detach() == 0) & (cast(torch.Tensor, norm.bias).detach() == 0)
         else:
             dead &= False  # without gamma and beta the channel is normalised, never exactly zero
-    return dead
+    return dead | ignored_channels(model, chain, len(dead))
+
+
+def ignored_channels(model: nn.Module, chain: Chain, filters: int) -> torch.Tensor:
+    """Boolean per producer filter: True where every consumer weight reading its channel (its ``block`` input
+    features after a flatten) is zero."""
+    weight = cast(torch.Tensor, _get(model, chain.consumer).weight).detach()
+    if weight.shape[1] != filters * chain.block:  # not the one-to-one map the chain promises: claim nothing
+        return torch.zeros(filters, dtype=torch.bool, device=weight.device)
+    return (weight.transpose(0, 1).reshape(filters, -1) == 0).all(dim=1)
 
 
 @torch.no_grad()
@@ -178,7 +195,8 @@ def compact(model: nn.Module, inputs: torch.Tensor) -> Compaction:
             False,
             params,
             0,
-            "not compactable: no whole filter is zero (unstructured sparsity runs through dense kernels unchanged)",
+            "not compactable: no whole filter is zero and no layer ignores a whole input channel "
+            "(unstructured sparsity runs through dense kernels unchanged)",
         )
     try:
         difference = max_difference(model, new, inputs[:CHECKED])

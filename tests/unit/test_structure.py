@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -125,6 +127,36 @@ def test_a_zero_filter_whose_batchnorm_still_adds_beta_is_kept():
     assert not compact(model, torch.randn(2, *SHAPE)).compacted
 
 
+def test_filters_whose_channels_the_next_layer_ignores_are_removed():
+    """Channel pruning on the consumer's side (He et al. 2017, ThiNet) zeroes the next layer's input weights of a
+    channel, not the filter: the filter's work is dead all the same, and compaction removes it with its input
+    columns, through a flatten too (16 features per conv2 channel in fc1)."""
+    model = trained_like("lenet5")
+    with torch.no_grad():
+        model.conv2.weight[:, [0, 7, 19]] = 0  # conv1's filters 0, 7 and 19 still compute; conv2 ignores them
+        for channel in (3, 4):
+            model.fc1.weight[:, channel * 16 : (channel + 1) * 16] = 0  # conv2's channels 3 and 4
+    inputs = torch.randn(8, *SHAPE)
+    result = compact(model, inputs)
+    assert result.compacted and result.removed_filters == 5, result.note
+    assert (result.model.conv1.out_channels, result.model.conv2.in_channels) == (17, 17)
+    assert (result.model.conv2.out_channels, result.model.fc1.in_features) == (48, 48 * 16)
+    with torch.no_grad():
+        assert (model(inputs) - result.model(inputs)).abs().max() <= 1e-5
+    masked, _ = macs_summary(count_macs(model, SHAPE))
+    structural, _ = macs_summary(count_macs(result.model, SHAPE))
+    assert structural < masked  # conv1's three filters and conv2's two no longer run at all
+
+
+def test_a_channel_the_next_layer_reads_in_part_is_kept():
+    model = trained_like("lenet5")
+    with torch.no_grad():
+        model.conv2.weight[:, 0] = 0
+        model.conv2.weight[5, 0, 2, 2] = 1.0  # one weight still reads channel 0
+    result = compact(model, torch.randn(4, *SHAPE))
+    assert not result.compacted and "no layer ignores a whole input channel" in result.note
+
+
 @st.composite
 def conv_stacks(draw):
     widths = draw(st.lists(st.integers(2, 6), min_size=2, max_size=4))
@@ -166,6 +198,29 @@ def test_compaction_matches_the_masked_network_on_random_conv_stacks(case):
         assert result.params == count_params(model)[1] + sum(  # zeros the pruner did not make stay counted
             int((p == 0).sum()) for p in result.model.parameters()
         )
+
+
+@settings(max_examples=25, deadline=None)
+@given(conv_stacks(), st.data())
+def test_compaction_matches_the_network_whose_layers_ignore_drawn_input_channels(case, data):
+    model, seed, _ = case
+    torch.manual_seed(seed)
+    model(torch.zeros(1, 2, 6, 6))  # materialise the lazy classifier
+    model.eval()
+    layers = [m for m in model if isinstance(m, nn.Conv2d | nn.Linear)]
+    ignored = 0
+    with torch.no_grad():
+        for producer, consumer in itertools.pairwise(layers):
+            block = consumer.weight.shape[1] // producer.out_channels
+            channels = data.draw(st.sets(st.integers(0, producer.out_channels - 1)))
+            for channel in channels:
+                consumer.weight[:, channel * block : (channel + 1) * block] = 0
+            ignored += len(channels) if len(channels) < producer.out_channels else 0
+    inputs = torch.randn(5, 2, 6, 6)
+    result = compact(model, inputs)
+    with torch.no_grad():
+        assert (model(inputs) - result.model(inputs)).abs().max() <= 1e-5
+    assert result.compacted == (ignored > 0) and result.removed_filters == ignored, result.note
 
 
 class TokenMLP(nn.Module):
