@@ -117,6 +117,15 @@ def _expect(args: argparse.Namespace) -> int:
     return 0
 
 
+def merged_environment(environments: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first file's environment, with every file's compressions (the sweep a pruner's prune potential is
+    judged against) and the robustness settings of the first file that measured robustness."""
+    out = dict(environments[0])
+    out["compressions"] = sorted({float(c) for e in environments for c in e.get("compressions") or ()})
+    out["robustness"] = next((e["robustness"] for e in environments if e.get("robustness")), out.get("robustness"))
+    return out
+
+
 def _leaderboard(args: argparse.Namespace) -> int:
     from .report.leaderboard import write_leaderboard
     from .results_file import ResultsError, incomparable, load_results
@@ -143,7 +152,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
     if not merged:
         print(f"pytest-prune leaderboard: {', '.join(args.results)} hold no result records", file=sys.stderr)
         return 2
-    for message in write_leaderboard(Path(args.output), merged, first["environment"], [p.name for p, _ in documents]):
+    environment = merged_environment([document["environment"] for _, document in documents])
+    for message in write_leaderboard(Path(args.output), merged, environment, [p.name for p, _ in documents]):
         print(f"note: {message}", file=sys.stderr)
     print(f"wrote the leaderboard of {len(merged)} records to {args.output}")
     return 0

@@ -153,7 +153,7 @@ class Collector:
                     self.messages.append(f"results JSON NOT written to {self.settings.json_path}: {exc}")
                     if session.exitstatus in (0, 5):
                         session.exitstatus = 1  # pytest.ExitCode.TESTS_FAILED: the results are not where asked
-            self.messages += self._short_eps_samples()
+            self.messages += self._short_eps_samples() + self._unmeasured_robustness()
             if self.settings.leaderboard is not None:
                 from .report.leaderboard import write_leaderboard
 
@@ -174,6 +174,24 @@ class Collector:
         return [
             f"eps-agreement on {dataset} sampled all {images} test images (--prune-eps-images asks {asked})"
             for dataset, images in sorted(short.items())
+        ]
+
+    def _unmeasured_robustness(self) -> list[str]:
+        """With ``--prune-robustness``, a line naming the cells that finished without it: robustness (and speed)
+        is measured by the ``prune_result`` fixture, which a test of the user's own need not request."""
+        if not self.settings.robustness:
+            return []
+        unmeasured = [
+            r["id"]
+            for r in self.sorted_records()
+            if r["outcome"] in ("passed", "failed") and r.get("agreement") is None
+        ]
+        if not unmeasured:
+            return []
+        named = ", ".join(unmeasured[:3]) + (f" and {len(unmeasured) - 3} more" if len(unmeasured) > 3 else "")
+        return [
+            f"--prune-robustness measured nothing in {len(unmeasured)} cell(s) whose tests do not request "
+            f"prune_result (it runs the speed and robustness measurements): {named}"
         ]
 
     def counts(self) -> str:
@@ -201,7 +219,7 @@ class Collector:
         if self.settings.robustness:
             from .report.robustness import robustness_tables
 
-            tables += robustness_tables(self.sorted_records(), self.settings.delta)
+            tables += robustness_tables(self.sorted_records(), self.settings.delta, self.settings.compressions)
         for title, table in tables:
             terminalreporter.write_sep("=", title)
             terminalreporter.write_line(table)

@@ -134,6 +134,10 @@ class Store:
         def make() -> ImageDataset:
             data = load_dataset(name, self.settings.data_root)
             data.validate(name)
+            if self.settings.robustness:  # data the corruptions cannot work on errors its cells before training
+                from .robustness.stage import pixel_space
+
+                pixel_space(data, name)
             return data.to(self.settings.device)
 
         return cached(self._datasets, name, make)

@@ -208,6 +208,8 @@ def write_json(path: Path, environment: dict[str, Any], records: Iterable[dict[s
         "environment": environment,
         "results": records,
         "summary": summaries(records),
-        "prune_potential": prune_potential(records, environment.get("delta_points", 0.5)),
+        "prune_potential": prune_potential(
+            records, environment.get("delta_points", 0.5), environment.get("compressions") or ()
+        ),
     }
     atomic_write_bytes(path, (json.dumps(document, indent=2, allow_nan=True) + "\n").encode())

@@ -196,6 +196,17 @@ def parse_number(text: str, convert: Callable[[str], Any], lo: float | None = No
     return value
 
 
+def _listed(raw: dict[str, Any], key: str, spaces: bool = True) -> tuple[str, ...]:
+    """The list option ``key`` split (``split_list``); one given that names nothing (``--prune-corruptions ,``)
+    is an error, not the default it would otherwise fall back to."""
+    values = split_list(raw.get(key), spaces)
+    if not values and raw.get(key) not in (None, "", [], ()):
+        raise SettingsError(
+            f"--prune-{key.replace('_', '-')}: {raw[key]!r} names nothing; give one or more values separated by commas"
+        )
+    return values
+
+
 def _number(name: str, text: str, convert: Callable[[str], Any], lo: float | None = None) -> Any:
     try:
         return parse_number(text, convert, lo)
@@ -221,7 +232,7 @@ def parse_schedule(text: str) -> int:
 
 def _robustness(raw: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"robustness": bool(raw.get("robustness"))}
-    if names := split_list(raw.get("corruptions")):
+    if names := _listed(raw, "corruptions"):
         unknown = [n for n in names if n not in CORRUPTION_NAMES]
         if unknown:
             raise SettingsError(
@@ -229,14 +240,14 @@ def _robustness(raw: dict[str, Any]) -> dict[str, Any]:
                 f"valid: {', '.join(CORRUPTION_NAMES)}"
             )
         out["corruptions"] = names
-    if values := split_list(raw.get("severities")):
+    if values := _listed(raw, "severities"):
         bad = [v for v in values if v not in {"1", "2", "3", "4", "5"}]
         if bad:
             raise SettingsError(
                 f"--prune-severities: {', '.join(map(repr, bad))} outside 1-5; valid severities: 1, 2, 3, 4, 5"
             )
         out["severities"] = tuple(sorted({int(v) for v in values}))
-    if values := split_list(raw.get("eps")):
+    if values := _listed(raw, "eps"):
         out["eps"] = tuple(_number("eps", v, float, 0) for v in values)
         keys: dict[str, str] = {}  # results are keyed by f"{eps:g}": two radii under one key would overwrite
         for text, radius in zip(values, out["eps"], strict=True):
@@ -247,6 +258,11 @@ def _robustness(raw: dict[str, Any]) -> dict[str, Any]:
             keys[key] = text
     if raw.get("delta") not in (None, ""):
         out["delta"] = _number("delta", str(raw["delta"]), float, 0)
+        if out["delta"] >= 100:
+            raise SettingsError(
+                f"--prune-delta: {out['delta']:g} points is the whole top-1 range, so every sparsity would pass; "
+                "give points of top-1 error below 100 (default 0.5)"
+            )
     for key in ("eps_images", "eps_draws"):
         if raw.get(key) not in (None, ""):
             out[key] = _number(key, str(raw[key]), int, 1)
@@ -255,14 +271,14 @@ def _robustness(raw: dict[str, Any]) -> dict[str, Any]:
 
 def build(raw: dict[str, Any]) -> Settings:
     """Build Settings from raw option values (``None`` = not given); raises SettingsError."""
-    pruners = split_list(raw.get("pruner"), spaces=False)
+    pruners = _listed(raw, "pruner", spaces=False)
     settings: dict[str, Any] = {"bench": bool(raw.get("bench")), "conformance": bool(raw.get("conformance"))}
     if pruners:
         settings["pruners"], settings["pruners_given"] = pruners, True
     for key, attr in (("dataset", "datasets"), ("arch", "archs")):
-        if values := split_list(raw.get(key), spaces=False):
+        if values := _listed(raw, key, spaces=False):
             settings[attr] = values
-    if values := split_list(raw.get("compression")):
+    if values := _listed(raw, "compression"):
         settings["compressions"] = parse_compressions(values)
     for key, convert, lo in (("epochs", int, 0), ("seed", int, 0), ("threads", int, 1), ("repeats", int, 1)):
         if raw.get(key) not in (None, ""):
@@ -285,7 +301,7 @@ def build(raw: dict[str, Any]) -> Settings:
     root = raw.get("data_root") or os.environ.get("PYTEST_PRUNE_DATA")
     if root:
         settings["data_root"] = user_path(str(root))
-    if values := split_list(raw.get("latency")):
+    if values := _listed(raw, "latency"):
         settings["latency_batches"] = () if _is_off(values) else tuple(_number("latency", v, int, 1) for v in values)
     if raw.get("latency_repeats") not in (None, ""):
         settings["latency_repeats"] = _number("latency_repeats", str(raw["latency_repeats"]), int, 1)

@@ -30,6 +30,7 @@ NUMBERS = (
     "softmax_l2",
     "reference_agreement",
     "reference_softmax_l2",
+    "reference_top1",
 )
 """Per-record numbers summarised as mean ± std."""
 

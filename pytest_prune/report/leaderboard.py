@@ -125,13 +125,12 @@ def _robustness(board: dict[str, Any], entries: list[dict[str, Any]], delta: flo
     for e in board["entries"]:
         pruner = e["pruner"]
         shifts = [x for (p, name), x in by.items() if p == pruner and name not in (NOMINAL, SUITE)]
-        worst = min(shifts, key=lambda x: (x["prune_potential"], x["distribution"]), default=None)
         table.append(
             [
                 _code(pruner),
                 _potential_text(by.get((pruner, NOMINAL))),
                 _potential_text(by.get((pruner, SUITE))),
-                "—" if worst is None else f"{_potential_text(worst)} ({worst['distribution']})",
+                _worst_text(shifts),
                 *(_excess_text(e["cells"].get(c)) for c in compressions),
             ]
         )
@@ -150,6 +149,23 @@ def _robustness(board: dict[str, Any], entries: list[dict[str, Any]], delta: flo
         "",
         _markdown(headers, table),
     ]
+
+
+def _worst_text(shifts: list[dict[str, Any]]) -> str:
+    """The lowest prune potential over the corruptions, naming every corruption at that value (a tie is not a
+    worst one): ``0.00 (every corruption)``, ``25.00 (gaussian_noise, shot_noise)``, ``0.00 (jpeg and 4 more)``."""
+    if not shifts:
+        return "—"
+    lowest = min(x["prune_potential"] for x in shifts)
+    tied = sorted(x["distribution"] for x in shifts if x["prune_potential"] == lowest)
+    worst = next(x for x in shifts if x["distribution"] == tied[0])
+    if len(tied) == len(shifts) > 1:
+        names = "every corruption"
+    elif len(tied) <= 3:
+        names = ", ".join(tied)
+    else:
+        names = f"{', '.join(tied[:2])} and {len(tied) - 2} more"
+    return f"{_potential_text(worst)} ({names})"
 
 
 def _excess_text(r: dict[str, Any] | None) -> str:
@@ -173,7 +189,7 @@ def leaderboard(
     """The leaderboard markdown for ``records`` (all repeats; folded to mean ± std per cell)."""
     records = list(records)
     delta = environment.get("delta_points", 0.5)
-    potential_entries = potential_summary(prune_potential(records, delta))
+    potential_entries = potential_summary(prune_potential(records, delta, environment.get("compressions") or ()))
     nominal = {(e["dataset"], e["arch"], e["pruner"]): e for e in potential_entries if e["distribution"] == NOMINAL}
     lines = ["# pytest-prune leaderboard", ""]
     lines.append(
@@ -279,15 +295,7 @@ def _footer(records: list[dict[str, Any]], environment: dict[str, Any], sources:
     ]
     robustness = environment.get("robustness")
     if robustness:
-        skipped = sorted({reason for r in records for reason in (r.get("corruptions_skipped") or {}).values()})
-        parts.append(
-            f"Robustness: {len(robustness['corruptions'])} corruptions"
-            + "".join(f" (skipped: {reason})" for reason in skipped)
-            + " × severities "
-            f"{', '.join(map(str, robustness['severities']))}; ε-agreement on {robustness['eps_images']} images × "
-            f"{robustness['eps_draws']} draws at ε {', '.join(f'{e:g}' for e in robustness['eps'])}; "
-            f"δ {environment.get('delta_points', 0.5):g} points."
-        )
+        parts.append(_robustness_footer(records, robustness, environment.get("delta_points", 0.5)))
     if sources:
         parts.append(f"Merged from: {', '.join(sources)}.")
     command = environment.get("command")
@@ -296,6 +304,21 @@ def _footer(records: list[dict[str, Any]], environment: dict[str, Any], sources:
     else:
         parts.append("Regenerate: `pytest --prune-bench --prune-leaderboard LEADERBOARD.md` with the same options.")
     return "  \n".join(parts)
+
+
+def _robustness_footer(records: list[dict[str, Any]], robustness: dict[str, Any], delta: float) -> str:
+    """What the records measured: the corruptions that ran (a skipped one named with its reason) and the ε
+    sample each dataset's cells drew (a test set smaller than the asked size is sampled whole)."""
+    ran = {name for r in records for name in r.get("corruption_top1") or {}}
+    skipped = sorted({reason for r in records for reason in (r.get("corruptions_skipped") or {}).values()})
+    images = sorted({r["eps_images"] for r in records if r.get("eps_images") is not None})
+    sample = " or ".join(map(str, images)) if images else str(robustness["eps_images"])
+    return (
+        f"Robustness: {len(ran)} corruption{'' if len(ran) == 1 else 's'}"
+        + "".join(f" (skipped: {reason})" for reason in skipped)
+        + f" × severities {', '.join(map(str, robustness['severities']))}; ε-agreement on {sample} images × "
+        f"{robustness['eps_draws']} draws at ε {', '.join(f'{e:g}' for e in robustness['eps'])}; δ {delta:g} points."
+    )
 
 
 def write_leaderboard(

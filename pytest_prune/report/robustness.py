@@ -35,12 +35,12 @@ def shift_table(rows: list[dict[str, Any]]) -> str:
                 r["pruner"],
                 format_compression(r["compression"]),
                 _pct(r.get("sparsity")),
-                _pct(r.get("top1"), r.get("top1_std")),
+                _pct(r.get("top1"), r.get("top1_std")) if r.get("top1") is not None else r.get("outcome", ""),
                 _pct(r.get("dense_corruption_mean_top1")),
                 _pct(r.get("corruption_mean_top1"), r.get("corruption_mean_top1_std")),
-                _pct(r.get("excess_error"), r.get("excess_error_std")),
+                _signed_points(r.get("excess_error"), r.get("excess_error_std")),
                 _pct(r.get("agreement"), r.get("agreement_std")),
-                "" if r.get("softmax_l2") is None else f"{r['softmax_l2']:.3f}",
+                _plain(r.get("softmax_l2"), r.get("softmax_l2_std")),
                 *[_pct((r.get("eps_agreement") or {}).get(e)) for e in eps],
             ]
         )
@@ -52,16 +52,25 @@ def shift_table(rows: list[dict[str, Any]]) -> str:
                 "separately trained dense",
                 "1x",
                 "0.00",
-                "",
+                _pct(reference.get("reference_top1")),
                 "",
                 "",
                 "",
                 _pct(reference["reference_agreement"]),
-                f"{reference['reference_softmax_l2']:.3f}",
+                _plain(reference["reference_softmax_l2"]),
                 *[_pct(ref_eps.get(e)) for e in eps],
             ]
         )
     return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def _signed_points(value: float | None, std: float | None = None) -> str:
+    """A fraction in points with its sign (``+2.17``, ``-0.40``), as the leaderboard prints excess error."""
+    return "" if value is None else f"{value * 100:+.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
+
+
+def _plain(value: float | None, std: float | None = None) -> str:
+    return "" if value is None else f"{value:.3f}" + ("" if std is None else f" ± {std:.3f}")
 
 
 def potential_table(entries: Iterable[dict[str, Any]], order: list[str]) -> str:
@@ -124,12 +133,14 @@ def robustness_text(rows: list[dict[str, Any]], entries: list[dict[str, Any]], d
     return text
 
 
-def robustness_tables(records: list[dict[str, Any]], delta: float) -> list[tuple[str, str]]:
-    """(title, text) per (dataset, architecture) with robustness records."""
+def robustness_tables(
+    records: list[dict[str, Any]], delta: float, sweep: Iterable[float] = ()
+) -> list[tuple[str, str]]:
+    """(title, text) per (dataset, architecture) with robustness records; ``sweep``: the configured compressions."""
     from ..robustness.potential import prune_potential
     from .aggregate import summaries
 
-    entries, cells = prune_potential(records, delta), summaries(records)
+    entries, cells = prune_potential(records, delta, sweep), summaries(records)
     out = []
     for dataset, arch in dict.fromkeys((r["dataset"], r["arch"]) for r in records):
         rows = [r for r in cells if (r["dataset"], r["arch"]) == (dataset, arch)]

@@ -11,8 +11,10 @@ severities, which have equal sizes); run ``--prune-severities 3`` for the paper'
 at severity 3.
 
 Records without a finetuned top-1 (errored cells) cannot take part; an entry names, as ``missing``, the
-compressions of the (dataset, arch, pruner) sweep, over all seeds and records, that it has no result for,
-so a gap never passes silently for a smaller potential or a cap.
+compressions of the (dataset, arch, pruner) sweep that it has no result for, so a gap never passes silently
+for a smaller potential or a cap. The sweep is every compression configured for the session (``sweep``: a
+cell deselected with ``-k`` or left out by ``--lf`` is missing too) and every compression any seed's record
+has.
 """
 
 from __future__ import annotations
@@ -43,13 +45,16 @@ def _key(record: dict[str, Any]) -> tuple[str, str, str, int]:
     return record["dataset"], record["arch"], record["pruner"], record["seed"]
 
 
-def prune_potential(records: Iterable[dict[str, Any]], delta_points: float) -> list[dict[str, Any]]:
-    """One entry per (dataset, arch, pruner, seed, distribution), in a stable order."""
-    records = list(records)
+def prune_potential(
+    records: Iterable[dict[str, Any]], delta_points: float, sweep: Iterable[float] = ()
+) -> list[dict[str, Any]]:
+    """One entry per (dataset, arch, pruner, seed, distribution), in a stable order; ``sweep``: the compressions
+    configured for every (dataset, arch, pruner), whether or not their cells ran."""
+    records, sweep = list(records), {float(c) for c in sweep}
     sweeps: dict[tuple[str, str, str], set[float]] = {}
     seeds: dict[tuple[str, str, str], set[int]] = {}
     for r in records:
-        sweeps.setdefault(_key(r)[:3], set()).add(r["compression"])
+        sweeps.setdefault(_key(r)[:3], set(sweep)).add(r["compression"])
         seeds.setdefault(_key(r)[:3], set()).add(r["seed"])
     finished = sorted((r for r in records if r.get("top1") is not None and r.get("sparsity") is not None), key=_key)
     out = []

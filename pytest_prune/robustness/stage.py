@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..data.base import ImageDataset
+from ..data.disk import DataError
 from .measure import applicable, excess_error, functional_similarity, mean_top1, shifted_top1
 from .pixels import PixelSpace
 
@@ -22,21 +23,21 @@ def pixel_space(data: ImageDataset, name: str) -> PixelSpace:
     """The dataset's map to [0, 1] pixels; a clear error when it has none and is not in [0, 1] already, or
     when its inputs are not images."""
     if data.test_x.ndim != 4:
-        raise ValueError(
+        raise DataError(
             f"dataset {name!r}: corruptions work on images, (N, C, H, W) tensors, and its inputs are "
             f"{tuple(data.test_x.shape[1:])} per sample; run it without --prune-robustness"
         )
     if not data.normalisation:
         low, high = float(data.test_x.min()), float(data.test_x.max())
         if low < 0 or high > 1:
-            raise ValueError(
+            raise DataError(
                 f"dataset {name!r} records no normalisation and its inputs span {low:.3g}..{high:.3g}, not [0, 1]: "
                 "corruptions work on [0, 1] pixels, so give ImageDataset(normalisation={'mean': [...], 'std': [...]})"
             )
     try:
         return PixelSpace(data.normalisation, data.input_shape[0])
     except ValueError as exc:
-        raise ValueError(f"dataset {name!r}: {exc}") from None
+        raise DataError(f"dataset {name!r}: {exc}") from None
 
 
 def dense_robustness(store: Store, dataset_name: str, arch: str) -> dict[str, Any]:

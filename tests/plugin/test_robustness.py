@@ -96,3 +96,49 @@ def test_robustness_choices_without_robustness_are_usage_errors_on_the_command_l
     )
     pytester.makeini("[pytest]\nprune_corruptions = jpeg\n")  # waits in the ini file for a run that turns it on
     assert pytester.runpytest("--prune-bench", "--collect-only").ret == 0
+
+
+def test_own_tests_without_prune_result_are_told_robustness_was_not_measured(pytester):
+    pytester.makepyfile(
+        test_own_models="""
+        def test_pruned_weights_stay_pruned(pruned_model, finetuned_model):
+            for before, after in zip(pruned_model.parameters(), finetuned_model.parameters()):
+                assert (after[before == 0] == 0).all()
+        """
+    )
+    result = pytester.runpytest(
+        *FAST, "--prune-pruner=random", "--prune-compression=2", "--prune-robustness", "--prune-corruptions=contrast"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["pytest-prune: --prune-robustness measured nothing in 1 cell(s) whose tests do not request prune_result*"]
+    )
+
+
+def test_data_corruptions_cannot_use_errors_its_cells_before_any_training(pytester):
+    """Flat inputs: a DataError naming the dataset, as the cell's whole report, raised when the data is loaded."""
+    pytester.makeconftest(
+        """
+        import torch
+        from pytest_prune import ImageDataset, dataset
+
+        @dataset
+        def flat():
+            x, y = torch.rand(40, 64), torch.arange(40) % 10
+            return ImageDataset(x, y, x, y, 10, normalisation={"mean": [0.5], "std": [0.25]})
+        """
+    )
+    result = pytester.runpytest(
+        "--prune-bench",
+        "--prune-dataset=flat",
+        "--prune-arch=lenet300_100",
+        "--prune-pruner=random",
+        "--prune-compression=2",
+        "--prune-robustness",
+        "--prune-json=out.json",
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*DataError: dataset 'flat': corruptions work on images*without --prune-robustness*"])
+    assert "Traceback" not in result.stdout.str() and "epoch" not in result.stdout.str()
+    (record,) = json.loads((pytester.path / "out.json").read_text())["results"]
+    assert record["outcome"] == "error" and record.get("top1") is None

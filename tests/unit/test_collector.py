@@ -146,3 +146,24 @@ def test_cells_that_sampled_fewer_eps_images_than_asked_are_named_once_per_datas
     assert [m for m in seen.messages if "eps" in m] == [
         "eps-agreement on d sampled all 30 test images (--prune-eps-images asks 250)"
     ]
+
+
+def test_cells_whose_tests_skip_prune_result_are_named_when_robustness_is_on(tmp_path):
+    """Robustness is measured in the prune_result fixture: a user's test asking only for finetuned_model finishes
+    without it, which --prune-robustness must not pass over in silence."""
+    seen = Collector(Settings(robustness=True, json_path=tmp_path / "r.json"), command="pytest")
+    for nodeid, measured in (("t.py::test_own[2x]", False), ("t.py::test_own[8x]", True)):
+        for when in ("setup", "call", "teardown"):
+            sent = report(when, nodeid=nodeid)
+            sent.user_properties[0][1].update(id=nodeid, agreement=0.99 if measured else None)
+            seen.pytest_runtest_logreport(sent)
+    seen.pytest_sessionfinish(SimpleNamespace(exitstatus=0, config=None))
+    assert [m for m in seen.messages if "robustness" in m] == [
+        "--prune-robustness measured nothing in 1 cell(s) whose tests do not request prune_result (it runs the speed "
+        "and robustness measurements): t.py::test_own[2x]"
+    ]
+    quiet = Collector(Settings(json_path=tmp_path / "q.json"), command="pytest")  # robustness off: nothing to say
+    for when in ("setup", "call", "teardown"):
+        quiet.pytest_runtest_logreport(report(when))
+    quiet.pytest_sessionfinish(SimpleNamespace(exitstatus=0, config=None))
+    assert not [m for m in quiet.messages if "robustness" in m]

@@ -152,6 +152,67 @@ def test_boards_with_robustness_show_prune_potential_under_shift_and_excess_erro
     assert "Robustness: 2 corruptions × severities 3; ε-agreement on 250 images × 10 draws at ε 0.1" in footer
 
 
+def robust(top1_by_corruption, **extra):
+    """A lenet5 cell measured under the corruptions given (each at severity 3, dense parent at 0.979)."""
+    return record(
+        "lenet5",
+        "global_magnitude",
+        2,
+        0,
+        0.979,
+        corruption_top1={name: {"3": top1} for name, top1 in top1_by_corruption.items()},
+        dense_corruption_top1={name: {"3": 0.979} for name in top1_by_corruption},
+        corruption_mean_top1=sum(top1_by_corruption.values()) / len(top1_by_corruption),
+        dense_corruption_mean_top1=0.979,
+        **extra,
+    )
+
+
+ROBUSTNESS = {"corruptions": ["gaussian_noise", "saturate"], "severities": [3], "eps": [0.1], "eps_draws": 10}
+
+
+def test_the_footer_states_what_the_records_measured_not_what_was_asked():
+    """Asked: two corruptions and 1,000 ε images; measured: one corruption (saturate skipped on grey images) and
+    the 359 images the test set has."""
+    row = robust({"gaussian_noise": 0.97}, eps_images=359, corruptions_skipped={"saturate": "needs 3 channels"})
+    environment = {**ENVIRONMENT, "robustness": {**ROBUSTNESS, "eps_images": 1000}}
+    footer = leaderboard([row], environment).split("---")[-1]
+    assert "Robustness: 1 corruption (skipped: needs 3 channels) × severities 3; ε-agreement on 359 images" in footer
+
+
+def test_the_worst_corruption_names_every_corruption_at_the_lowest_potential():
+    def worst(top1_by_corruption):
+        text = leaderboard([robust(top1_by_corruption)], ENVIRONMENT).split("Robustness (Lost in Pruning)")[1]
+        (line,) = [row for row in text.splitlines() if row.startswith("| `global_magnitude`")]
+        return line.split("|")[4].strip()
+
+    # potential 50% where top-1 holds (capped: 2x is the whole sweep), 0 where it drops more than 0.5 points
+    assert worst({"contrast": 0.90, "jpeg": 0.979}) == "0.00 (contrast)"
+    assert worst({"contrast": 0.90, "jpeg": 0.90, "rotation": 0.979}) == "0.00 (contrast, jpeg)"
+    assert worst({"contrast": 0.90, "jpeg": 0.90}) == "0.00 (every corruption)"
+    five = {name: 0.90 for name in ("a", "b", "c", "d", "e")}
+    assert worst({**five, "z": 0.979}) == "0.00 (a, b and 3 more)"
+
+
+def test_a_merged_leaderboard_keeps_the_robustness_footer_and_every_file_s_sweep(tmp_path):
+    """The first file has no robustness and ran 2x only; the second ran robustness at 2x and 8x."""
+    import json
+
+    from pytest_prune.cli import main
+    from pytest_prune.results import write_json
+
+    plain = {**ENVIRONMENT, "compressions": [2.0]}
+    write_json(tmp_path / "a.json", plain, [record("lenet5", "random", 2, 0, 0.97)])
+    robust_rows = [robust({"jpeg": 0.97}), {**robust({"jpeg": 0.97}), "id": "x-8x", "compression": 8.0}]
+    environment = {**ENVIRONMENT, "compressions": [2.0, 8.0], "robustness": {**ROBUSTNESS, "eps_images": 250}}
+    write_json(tmp_path / "b.json", environment, robust_rows)
+    assert main(["leaderboard", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "-o", str(tmp_path / "LB.md")]) == 0
+    text = (tmp_path / "LB.md").read_text()
+    assert "Robustness: 1 corruption × severities 3" in text.split("---")[-1]
+    assert "random: 8x (seed 0)" in text  # random's potential was computed without 8x, which b.json swept
+    assert json.loads((tmp_path / "a.json").read_text())["environment"]["compressions"] == [2.0]
+
+
 def test_the_ranking_area_is_correctly_rounded_on_every_python():
     """Python 3.12's sum() compensates rounding and 3.11's does not, so a plain sum printed 90.82 on one and
     90.83 on the other from the same JSON; terms that cancel tell the two apart."""

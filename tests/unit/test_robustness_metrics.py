@@ -157,6 +157,26 @@ def test_capped_is_judged_on_the_cells_measured_on_that_distribution():
     assert potentials(rows)[("m", NOMINAL)]["largest_sparsity"] == 0.75
 
 
+def test_a_compression_of_the_configured_sweep_that_did_not_run_is_missing(tmp_path):
+    """``-k 8x`` (or ``--lf``) runs part of the sweep: the potential is then computed without 2x, which must be
+    said, not pass for a potential of 0 (only 8x ran, and it fails)."""
+    import json
+
+    from pytest_prune.report.robustness import robustness_tables
+    from pytest_prune.results import write_json
+
+    rows = [{**record("m", 0.875, 0.90), "id": "d-a-m-8x-seed0", "outcome": "passed"}]
+    (alone,) = prune_potential(rows, 0.5)
+    assert alone["missing"] == [] and alone["prune_potential"] == 0.0
+    (entry,) = prune_potential(rows, 0.5, sweep=[2, 8])
+    assert entry["missing"] == ["2x"] and entry["prune_potential"] == 0.0
+    (_, text), *_ = robustness_tables(rows, 0.5, (2.0, 8.0))
+    assert "0.00*" in text and "possibly too low: m: 2x (seed 0)" in text
+    write_json(tmp_path / "r.json", {"delta_points": 0.5, "compressions": [2.0, 8.0]}, rows)
+    (written,) = json.loads((tmp_path / "r.json").read_text())["prune_potential"]
+    assert written["missing"] == ["2x"]
+
+
 def test_seeds_fold_into_mean_and_std():
     rows = [record("m", 0.5, 0.95, seed=0), record("m", 0.75, 0.95, seed=0), record("m", 0.5, 0.95, seed=1)]
     rows.append(record("m", 0.75, 0.90, seed=1))
@@ -167,12 +187,35 @@ def test_seeds_fold_into_mean_and_std():
 
 def test_flat_inputs_are_told_that_corruptions_need_images():
     from pytest_prune.data.base import ImageDataset
+    from pytest_prune.data.disk import DataError  # a user error: its message is the cell's whole report
     from pytest_prune.robustness.stage import pixel_space
 
     x, y = torch.rand(20, 64), torch.zeros(20, dtype=torch.long)
     flat = ImageDataset(x, y, x, y, 10, normalisation={"mean": [0.5], "std": [0.25]})
-    with pytest.raises(ValueError, match=r"dataset 'flat': corruptions work on images, \(N, C, H, W\) tensors"):
+    with pytest.raises(DataError, match=r"dataset 'flat': corruptions work on images, \(N, C, H, W\) tensors"):
         pixel_space(flat, "flat")
     grey = ImageDataset(x.view(20, 1, 8, 8), y, x.view(20, 1, 8, 8), y, 10, normalisation={"mean": [0.5, 0.5]})
     with pytest.raises(ValueError, match="dataset 'grey': normalisation .* does not match 1 channels"):
         pixel_space(grey, "grey")
+
+
+def test_the_terminal_table_marks_errored_cells_signs_excess_error_and_gives_the_reference_top1():
+    from pytest_prune.report.robustness import robustness_tables
+
+    finished = {
+        **record("m", 0.5, 0.94, corrupted=0.80, dense_corrupted=0.82),
+        "id": "d-a-m-2x-seed0",
+        "outcome": "passed",
+        "excess_error": 0.0217,
+        "agreement": 0.97,
+        "softmax_l2": 0.05,
+        "reference_agreement": 0.96,
+        "reference_softmax_l2": 0.07,
+        "reference_top1": 0.9512,
+    }
+    errored = {**record("m", 0.875, None), "id": "d-a-m-8x-seed0", "outcome": "error", "sparsity": None}
+    (_, text), *_ = robustness_tables([finished, errored], 0.5)
+    rows = {line.split()[1]: line for line in text.splitlines() if line.startswith("m ")}
+    assert "+2.17" in rows["2x"] and rows["8x"].split()[2:] == ["error"]
+    (reference,) = [line for line in text.splitlines() if line.startswith("separately trained dense")]
+    assert reference.split()[3:6] == ["1x", "0.00", "95.12"]

@@ -65,6 +65,11 @@ def test_bad_compressions_are_named(values, message):
         ({"eps": "0.1,nan"}, "--prune-eps: 'nan' is not a finite number"),
         ({"eps": "0.1,0.10"}, "--prune-eps: '0.1' and '0.10' are one radius to 6 significant digits"),
         ({"eps": "0.25,0.2500001"}, "--prune-eps: '0.25' and '0.2500001' are one radius"),
+        # a list option given but naming nothing is an error, not the default (every corruption, say)
+        ({"corruptions": ","}, "--prune-corruptions: ',' names nothing; give one or more values separated by commas"),
+        ({"compression": " , "}, "--prune-compression: ' , ' names nothing"),
+        ({"pruner": ",\n"}, "--prune-pruner: .* names nothing"),
+        ({"delta": "200"}, "--prune-delta: 200 points is the whole top-1 range, so every sparsity would pass"),
     ],
 )
 def test_bad_numbers_are_named(raw, message):
