@@ -125,8 +125,8 @@ def _load_verified(model: nn.Module, path: Path, expected_sha: str, what: str) -
 
 
 def _module_source(registry: Any, name: str) -> str:
-    """sha256 of the file that defines a registered factory (its helpers and constants count), else of its source."""
-    return source_of(registry.get(name)) or registry.source_hash(name)
+    """sha256 of the files that define and register a factory (their helpers and constants count), or its source."""
+    return source_of(registry.get(name), registry.home(name)) or registry.source_hash(name)
 
 
 def training_key(

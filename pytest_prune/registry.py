@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType, ModuleType
 from typing import Any, TypeVar, overload
 
 from .files import user_path
@@ -46,6 +47,7 @@ class Registry:
         self._entries: dict[str, Callable[..., Any]] = {}
         self._broken: dict[str, Broken] = {}
         self._providers: dict[str, Callable[[str], Callable[..., Any]]] = {}
+        self._homes: dict[str, ModuleType] = {}  # the user module that registered each factory, or a SPEC named
 
     def add_provider(self, prefix: str, make: Callable[[str], Callable[..., Any]]) -> None:
         """Names ``prefix:REST`` resolve on first use to ``make(REST)`` (e.g. ``tv:resnet18``)."""
@@ -59,8 +61,12 @@ class Registry:
         self.register(self._providers[prefix](rest), name)
         return True
 
-    def register(self, fn: F, name: str | None = None) -> F:
-        """Register ``fn`` under ``name`` (default: its ``__name__``); a clash with another function is an error."""
+    def register(self, fn: F, name: str | None = None, home: ModuleType | None = None) -> F:
+        """Register ``fn`` under ``name`` (default: its ``__name__``); a clash with another function is an error.
+
+        ``home``: the module it comes from, by default the module that called the decorator; a cached cell's
+        key covers that module's file when ``fn`` is defined elsewhere (made by a factory, or wrapped).
+        """
         key = name or fn.__name__
         current = self._entries.get(key)
         if current is not None and _origin(current) != _origin(fn):
@@ -74,7 +80,14 @@ class Registry:
                 f"{second} must use another name, e.g. @{self.kind}({key + '_2'!r})"
             )
         self._entries[key] = fn
+        home = home or _calling_module()
+        if home is not None and home.__name__.partition(".")[0] != "pytest_prune":  # not a built-in's module
+            self._homes[key] = home
         return fn
+
+    def home(self, name: str) -> ModuleType | None:
+        """The user module that registered ``name`` or that its SPEC named, if known (``register``)."""
+        return self._homes.get(name)
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
@@ -143,7 +156,7 @@ class Registry:
         if (known := self.name_of(fn)) is not None:
             return known
         name = getattr(fn, "__name__", None) or attr  # a functools.partial or callable object: the SPEC's name
-        self.register(fn, name)
+        self.register(fn, name, home=module)
         return name
 
     def _break(self, spec: str, message: str) -> str:
@@ -161,6 +174,14 @@ class Registry:
         if len(name.split()) > 1:  # "random global_magnitude": a SPEC list splits on commas, keeping paths' spaces
             hint += " Separate several with commas."
         return f"unknown {self.kind} {name!r}.{hint} {self._available()}"
+
+
+def _calling_module() -> ModuleType | None:
+    """The module of the first frame outside this file: where ``@pruner`` (or ``register``) was called."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return None if frame is None else sys.modules.get(frame.f_globals.get("__name__", ""))
 
 
 def _origin(fn: Callable[..., Any]) -> str:

@@ -5,7 +5,8 @@ The import statements of the defining file are read with ``ast`` (an import insi
 from another module and a namespace package count), and so are those of every user module they reach,
 without importing anything: a module not imported yet is found the way the path finder would find it.
 Installed libraries, the standard library and pytest-prune itself (keyed by ``cache.harness_source``) are
-not followed. A module loaded by other means (``importlib`` on a path, an import hook) is not seen.
+not followed. A module loaded by other means (``importlib`` on a path, an import hook) is not seen. The
+module that registered a factory, or that its SPEC named, joins the key when it is not the defining one.
 """
 
 from __future__ import annotations
@@ -22,19 +23,46 @@ from pathlib import Path
 from typing import Any
 
 
-def source_of(obj: Any) -> str | None:
+def source_of(obj: Any, home: Any = None) -> str | None:
     """sha256 of the source file that defines ``obj`` and of the user modules its imports reach, or None.
 
     None means the source cannot be read (a builtin, code typed at a prompt, a file or helper it cannot
     open): such a cell is not cached, since a change of its code could not be detected. A
     ``functools.partial`` is its function's file and its bound arguments; a callable object is its class's
     file and its attributes (pickled). Arguments or attributes that do not pickle make it None too.
+
+    ``home`` is the user module that registered ``obj`` or that a SPEC named: where ``obj`` is made by a
+    factory or wrapped by a decorator of another file (``mine = pruner(make(1.0))``), the values it was made
+    with live there, so that file and its imports join the key.
     """
+    own = _source_of(obj)
+    home_file = _user_source(_loaded_file(home)[0]) if home is not None else None
+    if own is None or home_file is None or home_file == _user_source(_defining_file(obj)):
+        return own
+    try:
+        sha = hashlib.sha256(f"{own}\0{_file_digest(home_file)}".encode())
+        for name, digest in _user_modules(home):
+            sha.update(f"{name}\0{digest}".encode())
+    except OSError:
+        return None
+    return sha.hexdigest()
+
+
+def _defining_file(obj: Any) -> str | None:
+    target = inspect.unwrap(obj.func if isinstance(obj, functools.partial) else obj)
+    if not (inspect.isfunction(target) or inspect.isclass(target) or inspect.ismethod(target)):
+        target = type(target)
+    module = sys.modules.get(getattr(target, "__module__", "") or "")
+    path = _source_file(module or target)
+    return None if path is None else str(path)
+
+
+def _source_of(obj: Any) -> str | None:
     if isinstance(obj, functools.partial):
-        return _with_state(source_of(obj.func), (obj.args, obj.keywords))
+        return _with_state(_source_of(obj.func), (obj.args, obj.keywords))
     target = inspect.unwrap(obj)
     if not (inspect.isfunction(target) or inspect.isclass(target) or inspect.ismethod(target)):
-        return _with_state(source_of(type(target)), getattr(target, "__dict__", {}))
+        return _with_state(_source_of(type(target)), getattr(target, "__dict__", {}))
     module = sys.modules.get(getattr(target, "__module__", "") or "")
     path = _source_file(module or target)
     if path is None:
@@ -60,6 +88,10 @@ def _with_state(source: str | None, state: Any) -> str | None:
     except Exception:
         return None
     return hashlib.sha256(source.encode() + hashlib.sha256(data).digest()).hexdigest()
+
+
+def _file_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _source_file(obj: Any) -> Path | None:

@@ -71,9 +71,12 @@ class CachedStages:
         """What determines this cell's numbers (the cache key's content), or why it cannot be cached."""
         case, settings = self.case, self.store.settings
         sources = {
-            "pruner": source_of(PRUNERS.get(case.pruner)),
-            "arch": source_of(ARCHITECTURES.get(case.arch)),
-            "dataset": source_of(DATASETS.get(case.dataset)),
+            kind: source_of(registry.get(name), registry.home(name))
+            for kind, registry, name in (
+                ("pruner", PRUNERS, case.pruner),
+                ("arch", ARCHITECTURES, case.arch),
+                ("dataset", DATASETS, case.dataset),
+            )
         }
         unreadable = [kind for kind, sha in sources.items() if sha is None]
         if unreadable:

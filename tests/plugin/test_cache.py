@@ -187,3 +187,46 @@ def test_concurrent_workers_write_every_record_and_entry(pytester):
     assert len(document["results"]) == 9 and len(document["summary"]) == 9
     assert len(list((pytester.path / ".pytest_cache").rglob("cells/*/*.json"))) == 9
     assert not list((pytester.path / ".pytest_cache").rglob("*.tmp"))
+
+
+FACTORY = """
+from pytest_prune.pruners.magnitude import global_magnitude
+
+
+def make(share):
+    def prune(model, amount, data):  # the value it prunes with lives in the file that calls make()
+        return global_magnitude(model, amount * share, data)
+
+    return prune
+
+
+def logged(fn):  # a decorator without functools.wraps: the key must still see the wrapped pruner's file
+    def wrapper(model, amount, data):
+        return fn(model, amount, data)
+
+    return wrapper
+"""
+
+
+def test_a_pruner_made_or_wrapped_in_another_file_is_keyed_by_the_file_that_registers_it(pytester):
+    """``made = make(1.0)`` in made.py (a closure of factory.py) and ``@logged`` from factory.py: an edit of
+    made.py changes the pruner, so its cells must run again, though the pruner's code lives in factory.py."""
+    pytester.syspathinsert()
+    pytester.makepyfile(made_factory=FACTORY)
+    source = (
+        "from made_factory import logged, make\n\nmade = make(1.0)\n\n\n"
+        "@logged\ndef wrapped(model, amount, data):\n    return made(model, amount, data)\n"
+    )
+    pytester.makepyfile(made=source)
+    args = (*FAST, "--prune-compression=2", "--prune-latency=off", "--prune-max-drop=100", "--prune-json=out.json")
+    args = (*args, "--prune-bench", "--prune-pruner=made.py:made,made.py:wrapped")
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    assert set(cache_notes(pytester).values()) == {"cached"}
+    (pytester.path / "made.py").write_text(source.replace("make(1.0)", "make(0.999)"))
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    # registered under the functions' own names: the closure's and the wrapper's
+    assert cache_notes(pytester) == {
+        "digits-lenet300_100-prune-2x": "computed",
+        "digits-lenet300_100-wrapper-2x": "computed",
+    }

@@ -220,3 +220,25 @@ def test_a_cache_that_cannot_be_written_warns_and_keeps_the_result(tmp_path):
     with pytest.warns(UserWarning, match="cell cache entry not written .*; the result is kept"):
         cache.save(Entry("ab" + "0" * 62, {"pruner": "p"}), {"w": torch.zeros(2)})
     assert cache.load("ab" + "0" * 62) is None
+
+
+def test_a_factory_made_pruner_is_keyed_by_the_module_that_registers_it_too(tmp_path, monkeypatch):
+    from pytest_prune.registry import PRUNERS, load_builtins
+
+    (tmp_path / "my_maker_mod.py").write_text("def make(scale):\n    return lambda model, amount, data: scale\n")
+    home = tmp_path / "my_registering_mod.py"
+    home.write_text(
+        "from my_maker_mod import make\nfrom pytest_prune import pruner\n\n"
+        "made_here = pruner('my_made_here')(make(2))\n"
+    )
+    monkeypatch.syspath_prepend(tmp_path)
+    import my_registering_mod
+
+    assert PRUNERS.home("my_made_here") is my_registering_mod  # the module that called the decorator
+    fn = PRUNERS.get("my_made_here")
+    keyed = source_of(fn, my_registering_mod)
+    assert keyed is not None and keyed != source_of(fn)  # the maker's file alone misses the value 2
+    home.write_text(home.read_text().replace("make(2)", "make(3)"))
+    assert source_of(fn, my_registering_mod) != keyed
+    load_builtins()
+    assert PRUNERS.home("global_magnitude") is None  # a built-in's key stays its file alone
