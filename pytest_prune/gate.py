@@ -2,9 +2,11 @@
 
 A cell regresses when
 
-* its top-1 falls more than the tolerance below the baseline's; with repeats on either side the allowed
-  drop widens by two standard errors of the difference of the means (2·sqrt(s_b²/n_b + s_c²/n_c)), so
-  seed noise alone does not fail the gate;
+* its top-1 falls more than the tolerance below the baseline's; with repeats the allowed drop widens by two
+  standard errors of the difference of the means, 2·s·sqrt(1/n_b + 1/n_c) with s the baseline's spread over
+  seeds (the current run's where the baseline has one seed), so seed noise alone does not fail the gate;
+* with repeats, one seed's top-1 falls more than the tolerance plus twice that spread below the same seed's
+  in the baseline (a collapsed seed that the mean over seeds would hide);
 * its achieved compression or its MACs (× density, and structural) change at all: the same pruner on the
   same weights must remove the same weights, so any change is a behaviour change, not noise;
 * it errored now but finished in the baseline, or with repeats, one of its seeds did (the mean of the seeds
@@ -65,9 +67,10 @@ def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]], toler
         out += [Finding(key, what) for what in _changed(key, repeats, seeds_now)]
         if b.get("top1") is None or c.get("top1") is None:
             continue
-        noise = 2 * math.sqrt(
-            sum((s["top1_std"] or 0.0) ** 2 / s["n"] for s in (b, c) if s.get("top1_std") is not None)
-        )
+        # the seed noise is the baseline's spread when it has one: the current run's own spread would let a
+        # collapsed seed widen the allowance it is judged by
+        spread = b.get("top1_std") if b.get("top1_std") is not None else c.get("top1_std")
+        noise = 2 * math.sqrt((spread or 0.0) ** 2 * (1 / b["n"] + 1 / c["n"]))
         allowed = tolerance_points / 100 + noise
         drop = b["top1"] - c["top1"]
         if drop > allowed + 1e-12:
@@ -78,6 +81,8 @@ def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]], toler
                     f"top-1 {b['top1']:.2%} → {c['top1']:.2%} (−{drop * 100:.2f} points, beyond {beyond} points)",
                 )
             )
+        else:  # the mean holds: does it hide a seed that collapsed?
+            out += [Finding(key, what) for what in _fallen_seeds(repeats, seeds_now, key, tolerance_points, b)]
     out += [Finding(key, "new: not in the baseline", regression=False) for key in now if key not in base]
     return out
 
@@ -95,6 +100,28 @@ def _changed(key: str, baseline: list[dict[str, Any]], current: dict[tuple[str, 
                 out.append(f"{label} changed{seed}: {_fmt(field, old)} → {_fmt(field, new)}")
                 break  # one seed says it
     return out
+
+
+def _fallen_seeds(
+    baseline: list[dict[str, Any]],
+    current: dict[tuple[str, int], dict[str, Any]],
+    key: str,
+    tolerance_points: float,
+    summary: dict[str, Any],
+) -> list[str]:
+    """With repeats, the seeds whose own top-1 fell more than the tolerance (plus twice the baseline's spread
+    over seeds) below the same seed's in the baseline: the mean over seeds can hide one that collapsed."""
+    pairs = [(b, current[key, b["seed"]]) for b in baseline if (key, b["seed"]) in current]
+    pairs = [(b, c) for b, c in pairs if b.get("top1") is not None and c.get("top1") is not None]
+    if len(pairs) < 2:
+        return []  # one seed: the comparison of the means is this one
+    allowed = tolerance_points / 100 + 2 * (summary.get("top1_std") or 0.0)
+    return [
+        f"seed {b['seed']}: top-1 {b['top1']:.2%} → {c['top1']:.2%} (−{(b['top1'] - c['top1']) * 100:.2f} points, "
+        f"beyond {allowed * 100:.2f} points for one seed)"
+        for b, c in sorted(pairs, key=lambda pair: pair[0]["seed"])
+        if b["top1"] - c["top1"] > allowed + 1e-12
+    ]
 
 
 def _lost_seeds(key: str, baseline: list[dict[str, Any]], current: dict[tuple[str, int], dict[str, Any]]) -> list[str]:

@@ -39,7 +39,7 @@ from .reference import Pretrained, load_pretrained
 from .registry import PRUNERS
 from .settings import Settings
 from .staging import CACHE_FIELDS, CachedStages, cached
-from .train import evaluate, seed_everything, torch_threads, train
+from .train import evaluate, seed_everything, torch_state_kept, torch_threads, train
 
 CELL_CACHE_SIZE = 8
 
@@ -259,7 +259,8 @@ class Cell(CachedStages):
             seed_everything(case.seed)
             start = time.perf_counter()
             try:
-                returned = fn(model, amount, batches)
+                with torch_state_kept():
+                    returned = fn(model, amount, batches)
             except Exception as exc:
                 raise PrunerError(
                     f"pruner {case.pruner!r} raised {type(exc).__name__}: {exc} (cell {where}, amount {amount:.4f})"

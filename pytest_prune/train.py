@@ -38,6 +38,19 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+@contextlib.contextmanager
+def torch_state_kept() -> Iterator[None]:
+    """Restore the process-wide torch state user code may change and later cells depend on: grad mode (a
+    pruner that calls ``torch.set_grad_enabled(False)`` would break the finetuning of every cell after it)
+    and the default dtype."""
+    dtype = torch.get_default_dtype()
+    try:
+        with torch.set_grad_enabled(torch.is_grad_enabled()):  # restores the mode found, whatever happens inside
+            yield
+    finally:
+        torch.set_default_dtype(dtype)
+
+
 class Diverged(ValueError):
     """Training reached a NaN or infinite loss: its weights are useless, and no reference is cached from them."""
 

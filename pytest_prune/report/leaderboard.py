@@ -51,14 +51,15 @@ def _board(rows: list[dict[str, Any]], potentials: dict[str, dict[str, Any]]) ->
     """The ranked content of one (dataset, architecture) board.
 
     The area is taken over the compressions every pruner of the board has a cell at (merged runs may differ
-    in their grids); a pruner with a cell there that has no top-1, or a seed of it that errored, is incomplete.
+    in their grids); a pruner with any cell that has no top-1, or a seed of it that errored, is incomplete,
+    at one of those compressions or not (its errors at 32x must not rank it among pruners that finished 32x).
     """
     compressions = sorted({r["compression"] for r in rows})
     by_pruner = {p: {r["compression"]: r for r in group} for p, group in groupby(rows, key=lambda r: r["pruner"])}
     ranked = sorted(set.intersection(*(set(cells) for cells in by_pruner.values()))) if by_pruner else []
     entries = []
     for pruner, cells in by_pruner.items():
-        complete = bool(ranked) and all(_finished(cells[c]) for c in ranked)
+        complete = bool(ranked) and all(_finished(cell) for cell in cells.values())
         score = area([(c, cells[c]["top1"]) for c in ranked]) if complete else None
         entries.append({"pruner": pruner, "cells": cells, "area": score})
     entries.sort(key=lambda e: (e["area"] is None, -(e["area"] or 0.0), e["pruner"]))

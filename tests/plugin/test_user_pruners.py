@@ -196,3 +196,44 @@ def test_a_pruner_that_kills_its_xdist_worker_is_an_error_cell_not_a_missing_one
     board = (pytester.path / "LB.md").read_text()
     rows = [line.split()[1:4:2] for line in board.split("| rank")[1].split("\n\n")[0].splitlines()[2:]]
     assert rows == [["1", "`global_magnitude`"], ["incomplete", "`dies_at_8x`"]], board
+
+
+GLOBAL_STATE = """
+import torch
+from pytest_prune import pruner
+from pytest_prune.pruners.magnitude import global_magnitude
+
+
+@pruner
+def grad_off_raises(model, amount, data):
+    torch.set_grad_enabled(False)
+    raise RuntimeError("gave up")
+
+
+@pruner
+def grad_off_works(model, amount, data):
+    torch.set_grad_enabled(False)
+    torch.set_default_dtype(torch.float64)
+    return global_magnitude(model, amount, data)
+"""
+
+
+def test_a_pruner_that_changes_torch_global_state_breaks_no_other_cell(pytester):
+    """Grad mode and the default dtype are restored after each pruner call: a pruner that left autograd off
+    errored every later cell's finetuning ("element 0 of tensors does not require grad"), built-ins included.
+    In a subprocess, so that a leak could not reach the process running this test."""
+    pytester.makepyfile(global_state=GLOBAL_STATE)
+    pruners = "global_state.py:grad_off_raises,global_state.py:grad_off_works,random"
+    result = pytester.runpytest_subprocess(
+        "--prune-bench",
+        *FAST,
+        f"--prune-pruner={pruners}",
+        "--prune-compression=2",
+        "--prune-max-drop=100",
+        "--prune-latency=off",
+        "--prune-json=out.json",
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    by_pruner = {r["pruner"]: r for r in records(pytester.path / "out.json")}
+    assert "raised RuntimeError: gave up" in by_pruner["grad_off_raises"]["error"]
+    assert by_pruner["grad_off_works"]["outcome"] == by_pruner["random"]["outcome"] == "passed"

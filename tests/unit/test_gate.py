@@ -60,6 +60,22 @@ def test_with_repeats_the_allowed_drop_widens_by_the_noise():
     assert len(regressions(steady_base, steady_now)) == 1
 
 
+def test_a_collapsed_seed_regresses_though_its_own_spread_would_hide_it_in_the_mean():
+    """Seeds 96.6, 96.5, 96.7 → 96.6, 96.5, 10.0: the current run's spread (50 points) must not widen the
+    allowance the drop of its mean is judged by; the baseline's spread (0.1 points) sets the noise."""
+    base = [rec(seed=s, top1=t) for s, t in ((0, 0.966), (1, 0.965), (2, 0.967))]
+    now = [rec(seed=s, top1=t) for s, t in ((0, 0.966), (1, 0.965), (2, 0.10))]
+    assert regressions(base, now) == [
+        "d/a/magnitude/8x: top-1 96.60% → 67.70% (−28.90 points, beyond tolerance 1 + noise 0.16 points)"
+    ]
+    # a seed that collapses while the mean stays within the tolerance (ten seeds, one falls by 3 points)
+    base = [rec(seed=s, top1=0.96) for s in range(10)]
+    now = [rec(seed=s, top1=0.93 if s == 7 else 0.96) for s in range(10)]
+    assert regressions(base, now) == [
+        "d/a/magnitude/8x: seed 7: top-1 96.00% → 93.00% (−3.00 points, beyond 1.00 points for one seed)"
+    ]
+
+
 def test_any_change_of_compression_or_macs_regresses():
     found = regressions([rec()], [rec(compression_achieved=7.9)])
     assert found == ["d/a/magnitude/8x: achieved compression changed: 8.0080x → 7.9000x"]

@@ -269,6 +269,21 @@ def test_merged_grids_rank_over_the_compressions_every_pruner_has():
     assert "| 1      | `global_magnitude` | 97.75" in board and "| 2      | `random`           | 94.90" in board
 
 
+def test_a_pruner_that_errored_where_another_pruner_has_no_cell_is_still_incomplete():
+    """random ran 2x and 8x only (merged hosts, or an interrupt before its 32x started): the board ranks over
+    2x and 8x, but flaky's 32x errored, so flaky is incomplete, not ranked on the cells that finished."""
+    rows = [r for r in records() if r["arch"] == "lenet5" and not (r["pruner"] == "random" and r["compression"] == 32)]
+    rows += [record("lenet5", "flaky", c, seed, 0.99) for c in (2, 8) for seed in (0, 1)]
+    rows += [record("lenet5", "flaky", 32, seed, None) for seed in (0, 1)]
+    board = board_of(leaderboard(rows, ENVIRONMENT))
+    flaky = next(line for line in board.splitlines() if "`flaky`" in line)  # its row of the ranking
+    assert flaky.startswith("| incomplete")
+    assert (
+        next(line for line in board.splitlines() if line.startswith("| 1 ")).split("|")[2].strip()
+        == "`global_magnitude`"
+    )
+
+
 def test_names_cannot_break_the_markdown_or_the_plot_links(tmp_path):
     rows = [{**r, "pruner": "a|b"} if r["pruner"] == "random" else r for r in records() if r["arch"] == "lenet5"]
     rows += [{**r, "arch": "tv:resnet18"} for r in records() if r["arch"] == "resnet20"]
