@@ -123,6 +123,7 @@ def merged_environment(environments: list[dict[str, Any]]) -> dict[str, Any]:
     out = dict(environments[0])
     out["compressions"] = sorted({float(c) for e in environments for c in e.get("compressions") or ()})
     out["robustness"] = next((e["robustness"] for e in environments if e.get("robustness")), out.get("robustness"))
+    out["interrupted"] = next((e["interrupted"] for e in environments if e.get("interrupted")), None)
     return out
 
 

@@ -42,6 +42,14 @@ def _crash_message(report: Any) -> str:
     return text.splitlines()[-1] if text else ""
 
 
+def _stopped_early(session: Any) -> str | None:
+    """Why the session ended before its every test ran (Ctrl-C, ``-x``, ``--maxfail``), or None."""
+    if session.exitstatus == 2:  # pytest.ExitCode.INTERRUPTED
+        return "interrupted"
+    reason = getattr(session, "shouldfail", False) or getattr(session, "shouldstop", False)
+    return str(reason) if reason else None
+
+
 class Collector:
     """Controller-side plugin: merges the records of all reports, writes JSON, prints the tables."""
 
@@ -145,6 +153,9 @@ class Collector:
                 return
             self.messages.append("baseline gate: no pytest-prune cell ran")  # its every cell is missing
         else:
+            if stopped := _stopped_early(session):  # the JSON and leaderboard say they hold part of the matrix
+                self.environment["interrupted"] = stopped
+                self.messages.append(f"the run stopped early ({stopped}): its results are partial")
             if self.settings.json_path is not None:
                 try:
                     self.write()

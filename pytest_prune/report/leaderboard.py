@@ -297,6 +297,12 @@ def _footer(records: list[dict[str, Any]], environment: dict[str, Any], sources:
     robustness = environment.get("robustness")
     if robustness:
         parts.append(_robustness_footer(records, robustness, environment.get("delta_points", 0.5)))
+    if environment.get("interrupted"):
+        parts.append(
+            f"**Partial**: the run stopped early ({environment['interrupted']}); cells that had not finished are "
+            "missing or errors, so rankings and prune potentials may change. Run it again to complete it (the "
+            "finished cells come from the cache)."
+        )
     if sources:
         parts.append(f"Merged from: {', '.join(sources)}.")
     command = environment.get("command")

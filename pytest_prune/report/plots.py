@@ -73,7 +73,8 @@ def _figure(plt: Any, rows: list[dict[str, Any]], x_key: str, x_label: str, titl
     ax.set_ylabel("top-1 accuracy % (finetuned)")
     ax.set_title(title.replace("$", r"\$"))
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
+    if ax.get_legend_handles_labels()[0]:  # a legend of nothing warns (an error under -W error)
+        ax.legend(fontsize="small")
     fig.tight_layout()
     if drawn:
         path.parent.mkdir(parents=True, exist_ok=True)

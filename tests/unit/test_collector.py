@@ -167,3 +167,25 @@ def test_cells_whose_tests_skip_prune_result_are_named_when_robustness_is_on(tmp
         quiet.pytest_runtest_logreport(report(when))
     quiet.pytest_sessionfinish(SimpleNamespace(exitstatus=0, config=None))
     assert not [m for m in quiet.messages if "robustness" in m]
+
+
+def test_a_run_that_stopped_early_says_its_json_and_leaderboard_are_partial(tmp_path):
+    import json
+
+    for session, reason in (
+        (SimpleNamespace(exitstatus=2, config=None), "interrupted"),  # Ctrl-C
+        (SimpleNamespace(exitstatus=1, config=None, shouldfail="stopping after 1 failures"), "stopping after 1"),
+    ):
+        settings = Settings(json_path=tmp_path / "r.json", leaderboard=tmp_path / "LB.md")
+        seen = Collector(settings, command="pytest")
+        for when in ("setup", "call", "teardown"):
+            seen.pytest_runtest_logreport(report(when))
+        seen.pytest_sessionfinish(session)
+        assert json.loads((tmp_path / "r.json").read_text())["environment"]["interrupted"].startswith(reason)
+        assert f"**Partial**: the run stopped early ({reason}" in (tmp_path / "LB.md").read_text()
+        assert any(m.startswith(f"the run stopped early ({reason}") for m in seen.messages)
+    finished = Collector(Settings(json_path=tmp_path / "f.json"), command="pytest")
+    for when in ("setup", "call", "teardown"):
+        finished.pytest_runtest_logreport(report(when))
+    finished.pytest_sessionfinish(SimpleNamespace(exitstatus=0, config=None))
+    assert "interrupted" not in json.loads((tmp_path / "f.json").read_text())["environment"]
