@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -138,12 +139,12 @@ def _leaderboard(args: argparse.Namespace) -> int:
     except ResultsError as exc:
         print(f"pytest-prune leaderboard: {exc}", file=sys.stderr)
         return 2
-    first_path, first = documents[0]
     records: dict[tuple, dict] = {}
-    for path, document in documents:
-        if why := incomparable(first_path, first["environment"], path, document["environment"], merging=True):
+    for (path_a, a), (path_b, b) in itertools.combinations(documents, 2):  # every pair: not only with the first
+        if why := incomparable(path_a, a["environment"], path_b, b["environment"], merging=True):
             print(f"pytest-prune leaderboard: {why}; their cells are not comparable", file=sys.stderr)
             return 2
+    for path, document in documents:
         for record in document["results"]:
             key = (record["dataset"], record["arch"], record["pruner"], record["compression"], record["seed"])
             if key in records:
@@ -162,10 +163,10 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from .gate import compare, verdict
-    from .results_file import ResultsError, incomparable, load_results
+    from .results_file import ResultsError, incomparable, load_baseline, load_results
 
     try:
-        baseline, current = load_results(Path(args.baseline)), load_results(Path(args.current))
+        baseline, current = load_baseline(Path(args.baseline)), load_results(Path(args.current))
     except ResultsError as exc:
         print(f"pytest-prune compare: {exc}", file=sys.stderr)
         return 2
@@ -173,7 +174,8 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"pytest-prune compare: {why}", file=sys.stderr)
         return 2
     findings = compare(baseline["results"], current["results"], args.tolerance)
-    print("\n".join(verdict(findings, args.baseline)))
+    versions = (baseline["environment"].get("pytest_prune"), current["environment"].get("pytest_prune"))
+    print("\n".join(verdict(findings, args.baseline, versions)))
     return 1 if any(f.regression for f in findings) else 0
 
 

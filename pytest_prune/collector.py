@@ -144,6 +144,13 @@ class Collector:
     def pytest_sessionfinish(self, session: Any) -> None:
         """Write the JSON and the leaderboard, and apply the baseline gate (a regression fails the session)."""
         if not self.records:  # nothing to write
+            json_path = self.settings.json_path
+            collecting = session.config is not None and session.config.option.collectonly
+            if json_path is not None and json_path.exists() and not collecting:  # not this run's: say so
+                self.messages.append(
+                    f"results JSON {json_path} not rewritten: no pytest-prune cell ran, so it "
+                    "still holds an earlier run's results"
+                )
             if self.baseline is None:
                 return
             config = session.config
@@ -242,7 +249,11 @@ class Collector:
             from .gate import verdict
 
             regressed = any(f.regression for f in self.findings)
-            for i, line in enumerate(verdict(self.findings, str(self.settings.baseline))):
+            versions = (
+                (self.baseline or {}).get("environment", {}).get("pytest_prune"),
+                self.environment.get("pytest_prune"),
+            )
+            for i, line in enumerate(verdict(self.findings, str(self.settings.baseline), versions)):
                 terminalreporter.write_line(
                     ("pytest-prune baseline gate: " if i == 0 else "") + line, red=regressed, green=not regressed
                 )

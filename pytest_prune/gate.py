@@ -139,8 +139,11 @@ def _lost_seeds(key: str, baseline: list[dict[str, Any]], current: dict[tuple[st
     return out
 
 
-def verdict(findings: list[Finding], baseline_name: str) -> list[str]:
-    """Terminal lines: a headline, then each regression and each new cell."""
+def verdict(
+    findings: list[Finding], baseline_name: str, versions: tuple[str | None, str | None] = (None, None)
+) -> list[str]:
+    """Terminal lines: a headline, then each regression and each new cell; with regressions, a note when the
+    baseline was written by another pytest-prune version (``versions``: the baseline's, the current one's)."""
     regressions = [f for f in findings if f.regression]
     new = [f for f in findings if not f.regression]
     head = (
@@ -151,4 +154,11 @@ def verdict(findings: list[Finding], baseline_name: str) -> list[str]:
     lines = [head + (f"; {len(new)} new cell(s)" if new else "")]
     lines += [f"  REGRESSED {f}" for f in regressions]
     lines += [f"  {f}" for f in new]
+    old, now = versions
+    if regressions and old and now and old != now:
+        lines.append(
+            f"  note: the baseline was written by pytest-prune {old} and these results by {now}; a new version "
+            "may measure differently (its CHANGELOG says what): if these changes are expected, write the "
+            "baseline again"
+        )
     return lines

@@ -161,11 +161,11 @@ def _check_outputs(settings: Settings) -> None:
 def _baseline(settings: Settings) -> dict[str, Any]:
     """The --prune-baseline results, checked before any work: unreadable or incomparable is a usage error."""
     from .results import environment
-    from .results_file import ResultsError, incomparable, load_results
+    from .results_file import ResultsError, incomparable, load_baseline
 
     assert settings.baseline is not None
     try:
-        document = load_results(settings.baseline)
+        document = load_baseline(settings.baseline)
     except ResultsError as exc:
         raise pytest.UsageError(f"--prune-baseline: {exc}") from None
     if why := incomparable(settings.baseline, document["environment"], "this run", environment(settings)):

@@ -22,10 +22,14 @@ MATRIX_SETTINGS = ("epochs", "recipe", "schedule", "threads", "device")
 def load_results(path: Path) -> dict[str, Any]:
     """Read and validate a results JSON written by ``--prune-json`` (raises ResultsError saying what is wrong)."""
     path = Path(path)
+    if path.is_dir():
+        raise ResultsError(f"{path}: a folder, not a results file; name the JSON that `pytest --prune-json` wrote")
     if not path.is_file():
         raise ResultsError(f"{path}: no such results file; write one with `pytest --prune-json {path}`")
     try:
         document = json.loads(path.read_text())
+    except OSError as exc:  # unreadable: permissions, a file that vanished
+        raise ResultsError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise ResultsError(f"{path}: not a text file, so not a pytest-prune results JSON") from None
     except json.JSONDecodeError as exc:
@@ -50,6 +54,17 @@ def load_results(path: Path) -> dict[str, Any]:
             raise ResultsError(f"{path}: record {index} ({name}): {problem}")
     if not isinstance(document.get("environment"), dict):
         raise ResultsError(f"{path}: no 'environment' object")
+    return document
+
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    """``load_results`` of a gate's baseline, which must hold records: an empty one would pass every run."""
+    document = load_results(path)
+    if not document["results"]:
+        raise ResultsError(
+            f"{path}: holds no result records, so a gate against it passes anything; write the baseline from a "
+            "run in which cells ran"
+        )
     return document
 
 

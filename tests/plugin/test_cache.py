@@ -230,3 +230,21 @@ def test_a_pruner_made_or_wrapped_in_another_file_is_keyed_by_the_file_that_regi
         "digits-lenet300_100-prune-2x": "computed",
         "digits-lenet300_100-wrapper-2x": "computed",
     }
+
+
+def test_a_spec_file_imports_its_sibling_modules_and_their_edits_invalidate_its_cells(pytester):
+    """``pruners/sibling.py:prune`` imports ``sib_helper`` from its own folder, with no PYTHONPATH set."""
+    pruners = pytester.mkdir("pruners")
+    (pruners / "sib_helper.py").write_text("SHARE = 1.0\n")
+    (pruners / "sibling.py").write_text(
+        "from sib_helper import SHARE\nfrom pytest_prune.pruners.magnitude import global_magnitude\n\n\n"
+        "def prune(model, amount, data):\n    return global_magnitude(model, amount * SHARE, data)\n"
+    )
+    args = (*FAST, "--prune-bench", "--prune-pruner=pruners/sibling.py:prune", "--prune-compression=2")
+    args = (*args, "--prune-latency=off", "--prune-max-drop=100", "--prune-json=out.json")
+    pytester.runpytest(*args).assert_outcomes(passed=1)
+    pytester.runpytest(*args).assert_outcomes(passed=1)
+    assert cache_notes(pytester) == {"digits-lenet300_100-prune-2x": "cached"}
+    (pruners / "sib_helper.py").write_text("SHARE = 0.999\n")
+    pytester.runpytest(*args).assert_outcomes(passed=1)
+    assert cache_notes(pytester) == {"digits-lenet300_100-prune-2x": "computed"}

@@ -189,3 +189,14 @@ def test_a_run_that_stopped_early_says_its_json_and_leaderboard_are_partial(tmp_
         finished.pytest_runtest_logreport(report(when))
     finished.pytest_sessionfinish(SimpleNamespace(exitstatus=0, config=None))
     assert "interrupted" not in json.loads((tmp_path / "f.json").read_text())["environment"]
+
+
+def test_a_run_in_which_no_cell_ran_says_the_json_it_left_is_an_earlier_runs(tmp_path):
+    earlier = tmp_path / "r.json"
+    earlier.write_text("{}")
+    seen = Collector(Settings(json_path=earlier), command="pytest")
+    seen.pytest_sessionfinish(SimpleNamespace(exitstatus=5, config=None))  # -k that matched no cell
+    assert seen.messages == [
+        f"results JSON {earlier} not rewritten: no pytest-prune cell ran, so it still holds an earlier run's results"
+    ]
+    assert earlier.read_text() == "{}"  # never deleted: it is the user's

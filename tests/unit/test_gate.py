@@ -260,3 +260,66 @@ def test_leaderboard_refuses_an_output_under_a_file(tmp_path, capsys):
     (tmp_path / "a file").write_text("")
     assert main(["leaderboard", str(results), "-o", str(tmp_path / "a file" / "LB.md")]) == 2
     assert "-o " in capsys.readouterr().err and not (tmp_path / "LB.md").exists()
+
+
+def test_a_merged_leaderboard_checks_every_pair_of_files_not_only_against_the_first(tmp_path, capsys):
+    """plain.json measured no robustness, so it conflicts with neither; sev3.json and all.json conflict with
+    each other, in whichever order the files come."""
+    from pytest_prune.cli import main
+
+    environments = {
+        "plain": {"epochs": 2},
+        "sev3": {"epochs": 2, "robustness": {"severities": [3]}},
+        "all": {"epochs": 2, "robustness": {"severities": [1, 2, 3, 4, 5]}},
+    }
+    for name, environment in environments.items():
+        records = [rec(pruner=name)]
+        (tmp_path / f"{name}.json").write_text(json.dumps(document(environment=environment, results=records)))
+    for order in (("plain", "sev3", "all"), ("sev3", "all", "plain")):
+        paths = [str(tmp_path / f"{name}.json") for name in order]
+        assert main(["leaderboard", *paths, "-o", str(tmp_path / "LB.md")]) == 2
+        assert "robustness severities [3] vs [1, 2, 3, 4, 5]" in capsys.readouterr().err
+    assert not (tmp_path / "LB.md").exists()
+
+
+def test_a_regression_against_a_baseline_of_another_version_names_both_versions(tmp_path, capsys):
+    from pytest_prune.cli import main
+
+    base = document(environment={"epochs": 2, "pytest_prune": "0.2.9"}, results=[rec(structural_macs=1000)])
+    now = document(environment={"epochs": 2, "pytest_prune": "0.2.10"}, results=[rec(structural_macs=800)])
+    for name, doc in (("base", base), ("now", now)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    assert main(["compare", str(tmp_path / "base.json"), str(tmp_path / "now.json")]) == 1
+    out = capsys.readouterr().out
+    assert "structural MACs changed: 1,000.0 → 800.0" in out
+    assert "note: the baseline was written by pytest-prune 0.2.9 and these results by 0.2.10" in out
+    (tmp_path / "now.json").write_text(json.dumps({**now, "environment": base["environment"]}))
+    main(["compare", str(tmp_path / "base.json"), str(tmp_path / "now.json")])
+    assert "note:" not in capsys.readouterr().out  # one version: nothing to say
+
+
+def test_a_folder_an_unreadable_file_and_an_empty_baseline_are_named(tmp_path, capsys):
+    import os
+
+    from pytest_prune.cli import main
+    from pytest_prune.results_file import load_baseline
+
+    with pytest.raises(ResultsError, match="a folder, not a results file; name the JSON"):
+        load_results(tmp_path)
+    unreadable = tmp_path / "locked.json"
+    unreadable.write_text(json.dumps(document()))
+    unreadable.chmod(0)
+    try:
+        if not os.access(unreadable, os.R_OK):  # root reads anything: nothing to check there
+            with pytest.raises(ResultsError, match="locked.json: cannot be read"):
+                load_results(unreadable)
+    finally:
+        unreadable.chmod(0o644)
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps(document(results=[])))
+    assert load_results(empty)["results"] == []  # a leaderboard or expect input may be empty-handed
+    with pytest.raises(ResultsError, match="holds no result records, so a gate against it passes anything"):
+        load_baseline(empty)
+    (tmp_path / "now.json").write_text(json.dumps(document()))
+    assert main(["compare", str(empty), str(tmp_path / "now.json")]) == 2
+    assert "holds no result records" in capsys.readouterr().err
