@@ -128,15 +128,8 @@ def test_data_corruptions_cannot_use_errors_its_cells_before_any_training(pytest
             return ImageDataset(x, y, x, y, 10, normalisation={"mean": [0.5], "std": [0.25]})
         """
     )
-    result = pytester.runpytest(
-        "--prune-bench",
-        "--prune-dataset=flat",
-        "--prune-arch=lenet300_100",
-        "--prune-pruner=random",
-        "--prune-compression=2",
-        "--prune-robustness",
-        "--prune-json=out.json",
-    )
+    cell = ("--prune-dataset=flat", "--prune-arch=lenet300_100", "--prune-pruner=random", "--prune-compression=2")
+    result = pytester.runpytest("--prune-bench", *cell, "--prune-robustness", "--prune-json=out.json")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*DataError: dataset 'flat': corruptions work on images*without --prune-robustness*"])
     assert "Traceback" not in result.stdout.str() and "epoch" not in result.stdout.str()

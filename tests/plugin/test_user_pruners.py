@@ -223,16 +223,9 @@ def test_a_pruner_that_changes_torch_global_state_breaks_no_other_cell(pytester)
     errored every later cell's finetuning ("element 0 of tensors does not require grad"), built-ins included.
     In a subprocess, so that a leak could not reach the process running this test."""
     pytester.makepyfile(global_state=GLOBAL_STATE)
-    pruners = "global_state.py:grad_off_raises,global_state.py:grad_off_works,random"
-    result = pytester.runpytest_subprocess(
-        "--prune-bench",
-        *FAST,
-        f"--prune-pruner={pruners}",
-        "--prune-compression=2",
-        "--prune-max-drop=100",
-        "--prune-latency=off",
-        "--prune-json=out.json",
-    )
+    pruners = "--prune-pruner=global_state.py:grad_off_raises,global_state.py:grad_off_works,random"
+    options = ("--prune-compression=2", "--prune-max-drop=100", "--prune-latency=off", "--prune-json=out.json")
+    result = pytester.runpytest_subprocess("--prune-bench", *FAST, pruners, *options)
     result.assert_outcomes(passed=2, errors=1)
     by_pruner = {r["pruner"]: r for r in records(pytester.path / "out.json")}
     assert "raised RuntimeError: gave up" in by_pruner["grad_off_raises"]["error"]
