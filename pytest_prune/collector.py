@@ -44,10 +44,14 @@ def _crash_message(report: Any) -> str:
 
 def _stopped_early(session: Any) -> str | None:
     """Why the session ended before its every test ran (Ctrl-C, ``-x``, ``--maxfail``), or None."""
-    if session.exitstatus == 2:  # pytest.ExitCode.INTERRUPTED
-        return "interrupted"
     reason = getattr(session, "shouldfail", False) or getattr(session, "shouldstop", False)
-    return str(reason) if reason else None
+    if reason:  # -x and --maxfail say why (under xdist they end the session as an interrupt too)
+        return str(reason)
+    return "interrupted" if session.exitstatus == 2 else None  # pytest.ExitCode.INTERRUPTED
+
+
+INTERRUPTED = "interrupted: its test did not finish"
+"""The error of a cell whose test was set up but never reported its call."""
 
 
 class Collector:
@@ -134,7 +138,7 @@ class Collector:
     def _judged(self, record: dict[str, Any]) -> dict[str, Any]:
         if not self.unfinished.get(record["id"]) or OUTCOME_RANK[record["outcome"]] >= OUTCOME_RANK["error"]:
             return record
-        return {**record, "outcome": "error", "error": "interrupted: its test did not finish"}
+        return {**record, "outcome": "error", "error": INTERRUPTED}
 
     def write(self) -> None:
         """Rewrite the JSON file with every record so far."""
@@ -146,7 +150,8 @@ class Collector:
         if not self.records:  # nothing to write
             json_path = self.settings.json_path
             collecting = session.config is not None and session.config.option.collectonly
-            if json_path is not None and json_path.exists() and not collecting:  # not this run's: say so
+            benchmarking = self.settings.bench or session.exitstatus == 5  # not a run of other tests
+            if json_path is not None and json_path.exists() and benchmarking and not collecting:  # say so
                 self.messages.append(
                     f"results JSON {json_path} not rewritten: no pytest-prune cell ran, so it "
                     "still holds an earlier run's results"
@@ -160,9 +165,10 @@ class Collector:
                 return
             self.messages.append("baseline gate: no pytest-prune cell ran")  # its every cell is missing
         else:
-            if stopped := _stopped_early(session):  # the JSON and leaderboard say they hold part of the matrix
-                self.environment["interrupted"] = stopped
-                self.messages.append(f"the run stopped early ({stopped}): its results are partial")
+            if (stopped := _stopped_early(session)) and (unfinished := self._unfinished()):
+                # the JSON and the leaderboard say they hold part of the matrix
+                self.environment["interrupted"] = f"{stopped}; {unfinished} cell(s) of the matrix did not finish"
+                self.messages.append(f"the run stopped early ({self.environment['interrupted']}): results are partial")
             if self.settings.json_path is not None:
                 try:
                     self.write()
@@ -193,6 +199,17 @@ class Collector:
             f"eps-agreement on {dataset} sampled all {images} test images (--prune-eps-images asks {asked})"
             for dataset, images in sorted(short.items())
         ]
+
+    def _unfinished(self) -> int:
+        """Cells of the matrix without a finished record: never reported, or cut off in their test. A matrix
+        that cannot be built here (no ``cases``) counts only the cut-off ones."""
+        judged = {r["id"]: r for r in self.sorted_records()}
+        cut = sum(r["error"] == INTERRUPTED for r in judged.values())
+        try:
+            ids = [case.id for case in self.cases()] if self.cases is not None else []
+        except Exception:  # the matrix the run built; if it cannot be rebuilt, say what the records show
+            ids = []
+        return cut + sum(i not in judged for i in ids)
 
     def _unmeasured_robustness(self) -> list[str]:
         """With ``--prune-robustness``, a line naming the cells that finished without it: robustness (and speed)

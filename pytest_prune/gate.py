@@ -4,9 +4,11 @@ A cell regresses when
 
 * its top-1 falls more than the tolerance below the baseline's; with repeats the allowed drop widens by two
   standard errors of the difference of the means, 2·s·sqrt(1/n_b + 1/n_c) with s the baseline's spread over
-  seeds (the current run's where the baseline has one seed), so seed noise alone does not fail the gate;
-* with repeats, one seed's top-1 falls more than the tolerance plus twice that spread below the same seed's
-  in the baseline (a collapsed seed that the mean over seeds would hide);
+  seeds, or where the baseline has one seed a spread of the current seeds that one outlier cannot inflate
+  (``robust_spread``), so seed noise alone does not fail the gate;
+* with repeats, one seed's top-1 falls more than the tolerance plus 2·s below the same seed's in the
+  baseline, or below the baseline's mean for a seed the baseline lacks (a collapsed seed that the mean over
+  seeds would hide);
 * its achieved compression or its MACs (× density, and structural) change at all: the same pruner on the
   same weights must remove the same weights, so any change is a behaviour change, not noise;
 * it errored now but finished in the baseline, or with repeats, one of its seeds did (the mean of the seeds
@@ -19,6 +21,7 @@ Cells that only the current results have are reported as new, never as regressio
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,10 +70,12 @@ def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]], toler
         out += [Finding(key, what) for what in _changed(key, repeats, seeds_now)]
         if b.get("top1") is None or c.get("top1") is None:
             continue
-        # the seed noise is the baseline's spread when it has one: the current run's own spread would let a
-        # collapsed seed widen the allowance it is judged by
-        spread = b.get("top1_std") if b.get("top1_std") is not None else c.get("top1_std")
-        noise = 2 * math.sqrt((spread or 0.0) ** 2 * (1 / b["n"] + 1 / c["n"]))
+        current_seeds = [r["top1"] for (k, _), r in seeds_now.items() if k == key and r.get("top1") is not None]
+        # the seed noise is the baseline's spread when it has one, else a spread of the current seeds that one
+        # collapsed seed cannot inflate: the current run's standard deviation would widen the allowance it is
+        # judged by (96.6, 96.5, 10.0 has a std of 50 points)
+        spread = b["top1_std"] if b.get("top1_std") is not None else robust_spread(current_seeds)
+        noise = 2 * spread * math.sqrt(1 / b["n"] + 1 / c["n"])
         allowed = tolerance_points / 100 + noise
         drop = b["top1"] - c["top1"]
         if drop > allowed + 1e-12:
@@ -81,8 +86,8 @@ def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]], toler
                     f"top-1 {b['top1']:.2%} → {c['top1']:.2%} (−{drop * 100:.2f} points, beyond {beyond} points)",
                 )
             )
-        else:  # the mean holds: does it hide a seed that collapsed?
-            out += [Finding(key, what) for what in _fallen_seeds(repeats, seeds_now, key, tolerance_points, b)]
+        elif b["n"] > 1 or c["n"] > 1:  # the mean holds: does it hide a seed that collapsed?
+            out += [Finding(key, what) for what in _fallen_seeds(repeats, seeds_now, key, tolerance_points, spread)]
     out += [Finding(key, "new: not in the baseline", regression=False) for key in now if key not in base]
     return out
 
@@ -102,26 +107,39 @@ def _changed(key: str, baseline: list[dict[str, Any]], current: dict[tuple[str, 
     return out
 
 
+def robust_spread(values: list[float]) -> float:
+    """A standard deviation of ``values`` that one outlier cannot inflate: 1.4826 × the median absolute deviation
+    (consistent with the std for normal data), from 3 values on; 0 below (two values cannot tell which is off)."""
+    if len(values) < 3:
+        return 0.0
+    middle = statistics.median(values)
+    return 1.4826 * statistics.median(abs(v - middle) for v in values)
+
+
 def _fallen_seeds(
     baseline: list[dict[str, Any]],
     current: dict[tuple[str, int], dict[str, Any]],
     key: str,
     tolerance_points: float,
-    summary: dict[str, Any],
+    spread: float,
 ) -> list[str]:
-    """With repeats, the seeds whose own top-1 fell more than the tolerance (plus twice the baseline's spread
-    over seeds) below the same seed's in the baseline: the mean over seeds can hide one that collapsed."""
-    pairs = [(b, current[key, b["seed"]]) for b in baseline if (key, b["seed"]) in current]
-    pairs = [(b, c) for b, c in pairs if b.get("top1") is not None and c.get("top1") is not None]
-    if len(pairs) < 2:
-        return []  # one seed: the comparison of the means is this one
-    allowed = tolerance_points / 100 + 2 * (summary.get("top1_std") or 0.0)
-    return [
-        f"seed {b['seed']}: top-1 {b['top1']:.2%} → {c['top1']:.2%} (−{(b['top1'] - c['top1']) * 100:.2f} points, "
-        f"beyond {allowed * 100:.2f} points for one seed)"
-        for b, c in sorted(pairs, key=lambda pair: pair[0]["seed"])
-        if b["top1"] - c["top1"] > allowed + 1e-12
-    ]
+    """With repeats, the current seeds whose top-1 fell more than the tolerance plus twice the seed ``spread``
+    below the same seed's in the baseline, or below the baseline's mean for a seed it lacks: the mean over
+    seeds can hide one that collapsed."""
+    mean = statistics.fmean(r["top1"] for r in baseline if r.get("top1") is not None)
+    before = {r["seed"]: r["top1"] for r in baseline if r.get("top1") is not None}
+    allowed = tolerance_points / 100 + 2 * spread
+    out = []
+    for (k, seed), c in sorted(current.items(), key=lambda item: item[0][1]):
+        if k != key or c.get("top1") is None:
+            continue
+        was, against = (before[seed], "") if seed in before else (mean, " (the baseline's mean: it lacks this seed)")
+        if was - c["top1"] > allowed + 1e-12:
+            out.append(
+                f"seed {seed}: top-1 {was:.2%}{against} → {c['top1']:.2%} (−{(was - c['top1']) * 100:.2f} points, "
+                f"beyond {allowed * 100:.2f} points for one seed)"
+            )
+    return out
 
 
 def _lost_seeds(key: str, baseline: list[dict[str, Any]], current: dict[tuple[str, int], dict[str, Any]]) -> list[str]:

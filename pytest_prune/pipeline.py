@@ -346,7 +346,7 @@ class Cell(CachedStages):
         return model
 
     def compaction(self) -> Compaction:
-        """The finetuned model physically compacted where its zero filters allow (else the masked model)."""
+        """The finetuned model physically compacted where removable filters allow (else the masked model)."""
 
         def make() -> Compaction:
             with self._threads:

@@ -87,6 +87,8 @@ def _ini_relative(kind: str, value: str | list[str], folder: Path) -> str:
         specs.append(
             f"{folder / user_path(target)}{sep}{attr}" if is_import_spec(spec) and is_path_target(target) else spec
         )
+    if not specs:  # names nothing (`prune_pruner = ,`): left as written, for the settings to refuse
+        return value if isinstance(value, str) else ",".join(map(str, value))
     return ",".join(specs)
 
 

@@ -39,6 +39,10 @@ class Broken:
     message: str
 
 
+_CALLER = object()
+"""``register``'s default home: the module that called it."""
+
+
 class Registry:
     """Factories of one kind (pruner, architecture, dataset), by name."""
 
@@ -58,14 +62,15 @@ class Registry:
         prefix, sep, rest = name.partition(":")
         if name in self._entries or not sep or prefix not in self._providers or not rest:
             return name in self._entries
-        self.register(self._providers[prefix](rest), name)
+        self.register(self._providers[prefix](rest), name, home=None)  # whoever asked first is not its home
         return True
 
-    def register(self, fn: F, name: str | None = None, home: ModuleType | None = None) -> F:
+    def register(self, fn: F, name: str | None = None, home: Any = _CALLER) -> F:
         """Register ``fn`` under ``name`` (default: its ``__name__``); a clash with another function is an error.
 
-        ``home``: the module it comes from, by default the module that called the decorator; a cached cell's
-        key covers that module's file when ``fn`` is defined elsewhere (made by a factory, or wrapped).
+        ``home``: the module it comes from, by default the module that called the decorator (None: none, for
+        a factory the harness registers itself); a cached cell's key covers that module's file when ``fn`` is
+        defined elsewhere (made by a factory, or wrapped).
         """
         key = name or fn.__name__
         current = self._entries.get(key)
@@ -80,7 +85,7 @@ class Registry:
                 f"{second} must use another name, e.g. @{self.kind}({key + '_2'!r})"
             )
         self._entries[key] = fn
-        home = home or _calling_module()
+        home = _calling_module() if home is _CALLER else home
         if home is not None and home.__name__.partition(".")[0] != "pytest_prune":  # not a built-in's module
             self._homes[key] = home
         return fn
@@ -346,7 +351,7 @@ def load_entry_points(group: str = ENTRY_POINT_GROUP) -> list[str]:
         if callable(target) and not isinstance(target, type):
             name = PRUNERS.name_of(target)
             if name is None:
-                PRUNERS.register(target, point.name)
+                PRUNERS.register(target, point.name, home=None)  # its own module defines it
                 name = point.name
             names.append(name)
     return names

@@ -242,7 +242,7 @@ def leaderboard(
         if any(r.get("theoretical_speedup") is not None for r in rows):
             lines += [
                 "",
-                "Speedup: theoretical (MACs × weight density) / structural (zero filters removed) / measured "
+                "Speedup: theoretical (MACs × weight density) / structural (removable filters removed) / measured "
                 "(dense ÷ pruned latency at the smallest timed batch, a measurement of the moment).",
                 "",
             ]
@@ -319,6 +319,8 @@ def _robustness_footer(records: list[dict[str, Any]], robustness: dict[str, Any]
     ran = {name for r in records for name in r.get("corruption_top1") or {}}
     skipped = sorted({reason for r in records for reason in (r.get("corruptions_skipped") or {}).values()})
     images = sorted({r["eps_images"] for r in records if r.get("eps_images") is not None})
+    if not ran and not skipped and not any(r.get("agreement") is not None for r in records):
+        return "Robustness: on, but no cell measured it (their tests did not request prune_result)."
     sample = " or ".join(map(str, images)) if images else str(robustness["eps_images"])
     return (
         f"Robustness: {len(ran)} corruption{'' if len(ran) == 1 else 's'}"

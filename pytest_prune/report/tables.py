@@ -2,7 +2,7 @@
 
 Every column says what it measures. Speedups come in three kinds, never mixed: *theoretical* (dense MACs
 over MACs × weight density, ShrinkBench's unstructured view), *structural* (dense MACs over the MACs of
-the network with zero filters physically removed) and *measured* (dense latency over pruned latency, of
+the network with removable filters physically removed) and *measured* (dense latency over pruned latency, of
 the compacted model where compaction succeeded, else of the masked model).
 """
 
@@ -124,7 +124,7 @@ def summary_tables(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
         if any(r.get("macs") is not None for r in rows):
             text += _speed_table(rows) + (
                 "\nMACs = conv+linear multiply-accumulates per input (bias excluded). theoretical = dense MACs / "
-                "(MACs × weight density); structural = dense MACs / MACs with zero filters removed; measured = "
+                "(MACs × weight density); structural = dense MACs / MACs with removable filters removed; measured = "
                 "dense / pruned latency (median of rounds timing both side by side), of the compacted model where "
                 "'compacted params' is shown, else of the masked model"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import textwrap
@@ -242,3 +243,14 @@ def test_a_factory_made_pruner_is_keyed_by_the_module_that_registers_it_too(tmp_
     assert source_of(fn, my_registering_mod) != keyed
     load_builtins()
     assert PRUNERS.home("global_magnitude") is None  # a built-in's key stays its file alone
+
+
+def test_a_provided_factory_has_no_home_whoever_asks_for_it_first():
+    """``tv:resnet18`` is registered by its provider on first use: the module that happened to ask first (a
+    user's conftest, this test) must not join its key, or the key would depend on import order."""
+    from pytest_prune.registry import Registry
+
+    registry = Registry("architecture")
+    registry.add_provider("made", lambda rest: functools.partial(len, rest))
+    registry.get("made:net")
+    assert registry.home("made:net") is None

@@ -172,22 +172,25 @@ def test_cells_whose_tests_skip_prune_result_are_named_when_robustness_is_on(tmp
 def test_a_run_that_stopped_early_says_its_json_and_leaderboard_are_partial(tmp_path):
     import json
 
+    matrix = [SimpleNamespace(id="d-a-random-8x-seed0"), SimpleNamespace(id="d-a-random-32x-seed0")]
     for session, reason in (
         (SimpleNamespace(exitstatus=2, config=None), "interrupted"),  # Ctrl-C
         (SimpleNamespace(exitstatus=1, config=None, shouldfail="stopping after 1 failures"), "stopping after 1"),
     ):
         settings = Settings(json_path=tmp_path / "r.json", leaderboard=tmp_path / "LB.md")
-        seen = Collector(settings, command="pytest")
+        seen = Collector(settings, command="pytest", cases=lambda: matrix)  # 32x never ran
         for when in ("setup", "call", "teardown"):
             seen.pytest_runtest_logreport(report(when))
         seen.pytest_sessionfinish(session)
-        assert json.loads((tmp_path / "r.json").read_text())["environment"]["interrupted"].startswith(reason)
+        stated = json.loads((tmp_path / "r.json").read_text())["environment"]["interrupted"]
+        assert stated.startswith(reason) and stated.endswith("; 1 cell(s) of the matrix did not finish")
         assert f"**Partial**: the run stopped early ({reason}" in (tmp_path / "LB.md").read_text()
         assert any(m.startswith(f"the run stopped early ({reason}") for m in seen.messages)
-    finished = Collector(Settings(json_path=tmp_path / "f.json"), command="pytest")
+    # -x tripping on the last cell (or on a test of another kind): every cell finished, nothing is partial
+    finished = Collector(Settings(json_path=tmp_path / "f.json"), command="pytest", cases=lambda: matrix[:1])
     for when in ("setup", "call", "teardown"):
         finished.pytest_runtest_logreport(report(when))
-    finished.pytest_sessionfinish(SimpleNamespace(exitstatus=0, config=None))
+    finished.pytest_sessionfinish(SimpleNamespace(exitstatus=1, config=None, shouldfail="stopping after 1 failures"))
     assert "interrupted" not in json.loads((tmp_path / "f.json").read_text())["environment"]
 
 
@@ -200,3 +203,6 @@ def test_a_run_in_which_no_cell_ran_says_the_json_it_left_is_an_earlier_runs(tmp
         f"results JSON {earlier} not rewritten: no pytest-prune cell ran, so it still holds an earlier run's results"
     ]
     assert earlier.read_text() == "{}"  # never deleted: it is the user's
+    other = Collector(Settings(json_path=earlier), command="pytest")  # prune_json in the ini, `pytest tests/unit`
+    other.pytest_sessionfinish(SimpleNamespace(exitstatus=0, config=None))
+    assert other.messages == []

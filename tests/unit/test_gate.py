@@ -74,6 +74,17 @@ def test_a_collapsed_seed_regresses_though_its_own_spread_would_hide_it_in_the_m
     assert regressions(base, now) == [
         "d/a/magnitude/8x: seed 7: top-1 96.00% → 93.00% (−3.00 points, beyond 1.00 points for one seed)"
     ]
+    # a baseline of one seed has no spread: the current seeds' robust spread (0.15 points here) sets the noise
+    collapsed = [rec(seed=s, top1=t) for s, t in ((0, 0.966), (1, 0.965), (2, 0.10))]
+    assert regressions([rec(seed=0, top1=0.966)], collapsed) == [
+        "d/a/magnitude/8x: top-1 96.60% → 67.70% (−28.90 points, beyond tolerance 1 + noise 0.34 points)"
+    ]
+    # a current seed the baseline lacks is judged against the baseline's mean
+    now = [rec(seed=s, top1=0.96) for s in range(10)] + [rec(seed=12, top1=0.93)]
+    assert regressions(base, now) == [
+        "d/a/magnitude/8x: seed 12: top-1 96.00% (the baseline's mean: it lacks this seed) → 93.00% (−3.00 points, "
+        "beyond 1.00 points for one seed)"
+    ]
 
 
 def test_any_change_of_compression_or_macs_regresses():

@@ -26,3 +26,15 @@ def test_an_unknown_home_is_left_for_the_error_that_names_the_missing_file():
     folder = Path("/project")
     assert _ini_relative("path", "~nosuchuser_pp/out.json", folder) == "/project/~nosuchuser_pp/out.json"
     assert _ini_relative("specs", "~nosuchuser_pp/p.py:fn", folder) == "/project/~nosuchuser_pp/p.py:fn"
+
+
+def test_a_spec_list_that_names_nothing_is_left_for_the_settings_to_refuse():
+    import pytest
+
+    from pytest_prune.settings import SettingsError, build
+
+    for value in (",", [",", " "]):
+        left = _ini_relative("specs", value, Path("/project"))
+        assert left.strip()  # not "", which would read as unset and run the default pruners
+        with pytest.raises(SettingsError, match="--prune-pruner: .* names nothing"):
+            build({"pruner": left})

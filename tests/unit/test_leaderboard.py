@@ -310,3 +310,9 @@ def test_a_plot_that_fails_costs_the_plots_not_the_leaderboard(tmp_path, monkeyp
         "plots not drawn: matplotlib failed (ValueError: bad mathtext)"
     ]
     assert "## Overall" in path.read_text()
+
+
+def test_a_robustness_run_in_which_no_cell_measured_it_says_so_instead_of_the_asked_settings():
+    environment = {**ENVIRONMENT, "robustness": {**ROBUSTNESS, "eps_images": 250}}
+    footer = leaderboard([record("lenet5", "random", 2, 0, 0.97)], environment).split("---")[-1]
+    assert "Robustness: on, but no cell measured it" in footer and "250 images" not in footer
