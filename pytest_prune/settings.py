@@ -199,10 +199,12 @@ def parse_number(text: str, convert: Callable[[str], Any], lo: float | None = No
 def _listed(raw: dict[str, Any], key: str, spaces: bool = True) -> tuple[str, ...]:
     """The list option ``key`` split (``split_list``); one given that names nothing (``--prune-corruptions ,``)
     is an error, not the default it would otherwise fall back to."""
-    values = split_list(raw.get(key), spaces)
-    if not values and raw.get(key) not in (None, "", [], ()):
+    given = raw.get(key)
+    values = split_list(given, spaces)
+    if not values and given not in (None, "", [], ()):
+        text = given if isinstance(given, str) else ",".join(map(str, given))  # a repeated option: a list
         raise SettingsError(
-            f"--prune-{key.replace('_', '-')}: {raw[key]!r} names nothing; give one or more values separated by commas"
+            f"--prune-{key.replace('_', '-')}: {text!r} names nothing; give one or more values separated by commas"
         )
     return values
 

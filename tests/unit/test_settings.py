@@ -68,6 +68,7 @@ def test_bad_compressions_are_named(values, message):
         # a list option given but naming nothing is an error, not the default (every corruption, say)
         ({"corruptions": ","}, "--prune-corruptions: ',' names nothing; give one or more values separated by commas"),
         ({"compression": " , "}, "--prune-compression: ' , ' names nothing"),
+        ({"corruptions": [",", ""]}, "--prune-corruptions: ',,' names nothing"),  # the option given twice
         ({"pruner": ",\n"}, "--prune-pruner: .* names nothing"),
         ({"delta": "200"}, "--prune-delta: 200 points is the whole top-1 range, so every sparsity would pass"),
     ],
