@@ -228,8 +228,8 @@ def _import_target(target: str) -> Any:
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot load {path}")
-        if str(path.parent) not in sys.path:  # its sibling modules import, as they would for `python path.py`;
-            sys.path.append(str(path.parent))  # appended, so nothing installed is shadowed
+        if str(path.parent) not in sys.path:  # its sibling modules import; appended, so that they shadow
+            sys.path.append(str(path.parent))  # nothing installed (`python path.py` would put it first)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:

@@ -52,9 +52,14 @@ def _defining_file(obj: Any) -> str | None:
     target = inspect.unwrap(obj.func if isinstance(obj, functools.partial) else obj)
     if not (inspect.isfunction(target) or inspect.isclass(target) or inspect.ismethod(target)):
         target = type(target)
-    module = sys.modules.get(getattr(target, "__module__", "") or "")
-    path = _source_file(module or target)
+    path = _module_and_file(target)[1]
     return None if path is None else str(path)
+
+
+def _module_and_file(target: Any) -> tuple[Any, Path | None]:
+    """The module a function or class was defined in (if imported) and its source file."""
+    module = sys.modules.get(getattr(target, "__module__", "") or "")
+    return module, _source_file(module or target)
 
 
 def _source_of(obj: Any) -> str | None:
@@ -63,8 +68,7 @@ def _source_of(obj: Any) -> str | None:
     target = inspect.unwrap(obj)
     if not (inspect.isfunction(target) or inspect.isclass(target) or inspect.ismethod(target)):
         return _with_state(_source_of(type(target)), getattr(target, "__dict__", {}))
-    module = sys.modules.get(getattr(target, "__module__", "") or "")
-    path = _source_file(module or target)
+    module, path = _module_and_file(target)
     if path is None:
         try:
             return hashlib.sha256(inspect.getsource(target).encode()).hexdigest()
