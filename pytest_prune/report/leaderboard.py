@@ -300,8 +300,8 @@ def _footer(records: list[dict[str, Any]], environment: dict[str, Any], sources:
     if environment.get("interrupted"):
         parts.append(
             f"**Partial**: the run stopped early ({environment['interrupted']}); cells that had not finished are "
-            "missing or errors, so rankings and prune potentials may change. Run it again to complete it (the "
-            "finished cells come from the cache)."
+            "missing or errors, so rankings and prune potentials may change. Run it again to complete it (with the "
+            "cell cache on, the finished cells are not computed again)."
         )
     if sources:
         parts.append(f"Merged from: {', '.join(sources)}.")
