@@ -25,7 +25,7 @@ from tabulate import tabulate
 from ..matrix import format_compression
 from ..robustness.potential import NOMINAL, SUITE, potential_summary, prune_potential
 from .aggregate import first_value, summaries
-from .robustness import missing_note, potential_text
+from .robustness import missing_note, potential_text, signed_points
 from .tables import DENSE_FACTS
 
 
@@ -172,8 +172,7 @@ def _worst_text(shifts: list[dict[str, Any]]) -> str:
 def _excess_text(r: dict[str, Any] | None) -> str:
     if r is None or r.get("excess_error") is None:
         return "—"
-    std = r.get("excess_error_std")
-    return f"{r['excess_error'] * 100:+.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
+    return signed_points(r["excess_error"], r.get("excess_error_std"))
 
 
 def _markdown(headers: list[str], rows: list[list[str]]) -> str:

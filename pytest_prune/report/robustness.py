@@ -38,7 +38,7 @@ def shift_table(rows: list[dict[str, Any]]) -> str:
                 _pct(r.get("top1"), r.get("top1_std")) if r.get("top1") is not None else r.get("outcome", ""),
                 _pct(r.get("dense_corruption_mean_top1")),
                 _pct(r.get("corruption_mean_top1"), r.get("corruption_mean_top1_std")),
-                _signed_points(r.get("excess_error"), r.get("excess_error_std")),
+                signed_points(r.get("excess_error"), r.get("excess_error_std")),
                 _pct(r.get("agreement"), r.get("agreement_std")),
                 _plain(r.get("softmax_l2"), r.get("softmax_l2_std")),
                 *[_pct((r.get("eps_agreement") or {}).get(e)) for e in eps],
@@ -64,7 +64,7 @@ def shift_table(rows: list[dict[str, Any]]) -> str:
     return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
-def _signed_points(value: float | None, std: float | None = None) -> str:
+def signed_points(value: float | None, std: float | None = None) -> str:
     """A fraction in points with its sign (``+2.17``, ``-0.40``), as the leaderboard prints excess error."""
     return "" if value is None else f"{value * 100:+.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
 
