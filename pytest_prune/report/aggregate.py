@@ -35,7 +35,8 @@ NUMBERS = (
 """Per-record numbers summarised as mean ± std."""
 
 PER_KEY = ("latency_ms", "dense_latency_ms", "measured_speedup", "eps_agreement", "reference_eps_agreement")
-"""Dicts keyed by batch size or eps, summarised by their mean per key."""
+"""Dicts keyed by batch size or eps, summarised by their mean per key (``KEY``) and, where at least two repeats
+have a key, its sample std (``KEY_std``, keyed alike)."""
 
 SHARED = ("dataset", "arch", "pruner", "compression", "dense_top1", "dense_top5", "dense_macs", "params")
 """Identical across the repeats of a cell (taken from the first repeat that has each: an errored one may lack them)."""
@@ -70,7 +71,9 @@ def summarise(group: list[dict[str, Any]]) -> dict[str, Any]:
     for key in PER_KEY:
         dicts = [r[key] for r in group if r.get(key)]
         keys = sorted({k for d in dicts for k in d}, key=float)
-        out[key] = {k: statistics.fmean(d[k] for d in dicts if k in d) for k in keys} or None
+        values = {k: [d[k] for d in dicts if k in d] for k in keys}
+        out[key] = {k: statistics.fmean(v) for k, v in values.items()} or None
+        out[f"{key}_std"] = {k: statistics.stdev(v) for k, v in values.items() if len(v) > 1} or None
     for key in ("compacted", "compacted_params", "macs_uncounted", "latency_note", "corruptions_skipped"):
         out[key] = first_value(group, key)
     out["errors"] = [

@@ -41,7 +41,7 @@ def shift_table(rows: list[dict[str, Any]]) -> str:
                 signed_points(r.get("excess_error"), r.get("excess_error_std")),
                 _pct(r.get("agreement"), r.get("agreement_std")),
                 _plain(r.get("softmax_l2"), r.get("softmax_l2_std")),
-                *[_pct((r.get("eps_agreement") or {}).get(e)) for e in eps],
+                *[_pct((r.get("eps_agreement") or {}).get(e), (r.get("eps_agreement_std") or {}).get(e)) for e in eps],
             ]
         )
     reference = next((r for r in rows if r.get("reference_agreement") is not None), None)

@@ -35,6 +35,7 @@ def test_repeats_summarise_to_mean_and_sample_std():
     assert summary["top1_std"] == pytest.approx(statistics.stdev([0.8, 0.85, 0.9]))
     assert summary["outcome"] == "failed" and summary["passed"] == 2
     assert summary["latency_ms"] == {"1": pytest.approx(3.0)}
+    assert summary["latency_ms_std"] == {"1": pytest.approx(1.0)}
     assert summary["errors"] == ["d-a-random-8x-seed2: failed: too low"]
 
 
@@ -63,3 +64,14 @@ def test_wide_pruner_names_keep_the_columns_aligned():
     lines = text.splitlines()
     wide, plain = (next(line for line in lines if name in line) for name in ("剪枝法", "magnitude"))
     assert wcswidth(wide[: wide.index("90.00")]) == wcswidth(plain[: plain.index("80.00")]), lines
+
+
+def test_per_key_tables_get_a_std_where_two_repeats_have_the_key():
+    rows = [record(0, 0.9), record(1, 0.8)]
+    rows[0]["eps_agreement"] = {"0.1": 0.98, "0.5": 0.90}
+    rows[1]["eps_agreement"] = {"0.1": 0.96}
+    (summary,) = summaries(rows)
+    assert summary["eps_agreement"] == {"0.1": pytest.approx(0.97), "0.5": pytest.approx(0.90)}
+    assert summary["eps_agreement_std"] == {"0.1": pytest.approx(statistics.stdev([0.98, 0.96]))}
+    (single,) = summaries([record(0, 0.9)])
+    assert single["latency_ms_std"] is None and single["eps_agreement_std"] is None

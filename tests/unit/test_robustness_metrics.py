@@ -219,3 +219,21 @@ def test_the_terminal_table_marks_errored_cells_signs_excess_error_and_gives_the
     assert "+2.17" in rows["2x"] and rows["8x"].split()[2:] == ["error"]
     (reference,) = [line for line in text.splitlines() if line.startswith("separately trained dense")]
     assert reference.split()[3:6] == ["1x", "0.00", "95.12"]
+
+
+def test_the_terminal_table_gives_eps_agreement_over_seeds_with_its_std():
+    from pytest_prune.report.robustness import robustness_tables
+
+    def repeat(seed, eps):
+        return {
+            **record("m", 0.5, 0.94, seed=seed, corrupted=0.80, dense_corrupted=0.82),
+            "id": f"d-a-m-2x-seed{seed}",
+            "outcome": "passed",
+            "agreement": 0.97,
+            "softmax_l2": 0.05,
+            "eps_agreement": {"0.5": eps},
+        }
+
+    (_, text), *_ = robustness_tables([repeat(0, 0.90), repeat(1, 0.80)], 0.5)
+    (row,) = [line for line in text.splitlines() if line.startswith("m ")]
+    assert row.endswith("85.00 ± 7.07"), row
