@@ -154,12 +154,21 @@ def _robustness(board: dict[str, Any], entries: list[dict[str, Any]], delta: flo
 
 def _worst_text(shifts: list[dict[str, Any]]) -> str:
     """The lowest prune potential over the corruptions, naming every corruption at that value (a tie is not a
-    worst one): ``0.00 (every corruption)``, ``25.00 (gaussian_noise, shot_noise)``, ``0.00 (jpeg and 4 more)``."""
+    worst one): ``0.00 (every corruption)``, ``25.00 (gaussian_noise, shot_noise)``, ``0.00 (jpeg and 4 more)``.
+
+    The lowest value is a bound only when every tied corruption's is: "≥" when each is capped by the sweep,
+    "*" when each had cells without a result (one exact value among them makes the minimum exact).
+    """
     if not shifts:
         return "—"
     lowest = min(x["prune_potential"] for x in shifts)
-    tied = sorted(x["distribution"] for x in shifts if x["prune_potential"] == lowest)
-    worst = next(x for x in shifts if x["distribution"] == tied[0])
+    ties = sorted((x for x in shifts if x["prune_potential"] == lowest), key=lambda x: x["distribution"])
+    tied = [x["distribution"] for x in ties]
+    worst = {
+        **ties[0],
+        "capped": all(x["capped"] for x in ties),
+        "missing": ties[0].get("missing") if all(x.get("missing") for x in ties) else None,
+    }
     if len(tied) == len(shifts) > 1:
         names = "every corruption"
     elif len(tied) <= 3:

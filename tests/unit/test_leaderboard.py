@@ -194,6 +194,17 @@ def test_the_worst_corruption_names_every_corruption_at_the_lowest_potential():
     assert worst({**five, "z": 0.979}) == "0.00 (a, b and 3 more)"
 
 
+def test_the_worst_corruption_is_a_bound_only_when_every_tie_is():
+    from pytest_prune.report.leaderboard import _worst_text
+
+    def shift(name, capped, missing):
+        return {"distribution": name, "prune_potential": 0.5, "capped": capped, "missing": missing}
+
+    assert _worst_text([shift("a", True, None), shift("b", True, None)]) == "≥50.00 (every corruption)"
+    assert _worst_text([shift("a", True, ["8x"]), shift("b", False, None)]) == "50.00 (every corruption)"
+    assert _worst_text([shift("a", False, ["8x"]), shift("b", False, ["8x"])]) == "50.00\\* (every corruption)"
+
+
 def test_a_merged_leaderboard_keeps_the_robustness_footer_and_every_file_s_sweep(tmp_path):
     """The first file has no robustness and ran 2x only; the second ran robustness at 2x and 8x."""
     import json
