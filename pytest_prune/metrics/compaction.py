@@ -4,8 +4,10 @@ On every sound chain (``metrics.structure``) a filter is removable when its weig
 if a BatchNorm follows, that channel's gamma and beta are zero too: then the channel is exactly zero after
 every channel-wise operation, and the consumer's matching input weights multiply only zeros. It is removable
 too when those input weights of the consumer are all zero (channel pruning on the consumer's side): then
-nothing the channel holds reaches the consumer. Removing the filter, its BatchNorm channel and those input
-weights leaves the function unchanged, which ``compact``
+nothing the channel holds reaches the consumer. Removals cascade both ways until nothing moves: a producer
+whose filters went leaves the consumer's filters fewer inputs, and a consumer whose filters went may leave
+a producer's channel read by none. Removing the filter, its BatchNorm channel and those input weights leaves
+the function unchanged, which ``compact``
 verifies on real inputs (max abs difference ≤ 1e-5, in float64, so that a device's float32 arithmetic such
 as CUDA's TF32 convolutions cannot blur the check) before it reports success. Anything else (zeros
 scattered inside filters, a filter whose BatchNorm still adds beta, a model fx cannot trace) is reported
@@ -161,6 +163,28 @@ def _difference(model: nn.Module, new: nn.Module, inputs: torch.Tensor, dtype: t
     return float((first(x) - second(x)).abs().max())
 
 
+def _remove(model: nn.Module, chains: list[Chain]) -> int:
+    """Remove the removable filters of every chain of ``model`` in place, in forward order; how many went.
+
+    In forward order a producer's removal empties the consumer's columns it fed, which the consumer's own
+    chain, visited next, sees; what a consumer's removal frees upstream (a channel only the removed filters
+    read) waits for the next pass.
+    """
+    removed = 0
+    for chain in chains:
+        dead = removable_filters(model, chain)
+        if not dead.any() or dead.all():
+            continue
+        keep = torch.nonzero(~dead).flatten()
+        removed += int(dead.sum())
+        _set(model, chain.producer, _slice_layer(_get(model, chain.producer), keep, None))
+        if chain.norm is not None:
+            _set(model, chain.norm, _slice_norm(_get(model, chain.norm), keep))
+        columns = (keep[:, None] * chain.block + torch.arange(chain.block, device=keep.device)).flatten()
+        _set(model, chain.consumer, _slice_layer(_get(model, chain.consumer), None, columns))
+    return removed
+
+
 def compact(model: nn.Module, inputs: torch.Tensor) -> Compaction:
     """A physically smaller copy of ``model`` with every removable filter gone, checked against ``inputs``."""
     params = sum(p.numel() for p in model.parameters())
@@ -177,18 +201,10 @@ def compact(model: nn.Module, inputs: torch.Tensor) -> Compaction:
             "not compactable: no conv/linear layer feeds exactly one other through channel-wise operations",
         )
     new = copy.deepcopy(model)
-    removed = 0
-    for chain in chains:
-        dead = removable_filters(new, chain)
-        if not dead.any() or dead.all():
-            continue
-        keep = torch.nonzero(~dead).flatten()
-        removed += int(dead.sum())
-        _set(new, chain.producer, _slice_layer(_get(new, chain.producer), keep, None))
-        if chain.norm is not None:
-            _set(new, chain.norm, _slice_norm(_get(new, chain.norm), keep))
-        columns = (keep[:, None] * chain.block + torch.arange(chain.block, device=keep.device)).flatten()
-        _set(new, chain.consumer, _slice_layer(_get(new, chain.consumer), None, columns))
+    removed, passes = 0, None
+    while passes != 0:  # a removal can free filters of a chain visited before it: repeat until nothing moves
+        passes = _remove(new, chains)
+        removed += passes
     if removed == 0:
         return Compaction(
             model,

@@ -148,6 +148,22 @@ def test_filters_whose_channels_the_next_layer_ignores_are_removed():
     assert structural < masked  # conv1's three filters and conv2's two no longer run at all
 
 
+def test_removals_cascade_back_to_channels_only_removed_filters_read():
+    """fc3 ignores fc2's unit 0, so that unit goes; fc1's unit 1 is read only by fc2's unit 0, so it goes too,
+    though fc2 read it when fc1's chain was visited."""
+    model = trained_like("lenet300_100")
+    with torch.no_grad():
+        model.fc3.weight[:, 0] = 0
+        model.fc2.weight[1:, 1] = 0
+    inputs = torch.randn(8, *SHAPE)
+    result = compact(model, inputs)
+    assert result.compacted and result.removed_filters == 2, result.note
+    assert (result.model.fc1.out_features, result.model.fc2.in_features) == (299, 299)
+    assert (result.model.fc2.out_features, result.model.fc3.in_features) == (99, 99)
+    with torch.no_grad():
+        assert (model(inputs) - result.model(inputs)).abs().max() <= 1e-5
+
+
 def test_a_channel_the_next_layer_reads_in_part_is_kept():
     model = trained_like("lenet5")
     with torch.no_grad():
