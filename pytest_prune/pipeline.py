@@ -39,7 +39,7 @@ from .reference import Pretrained, load_pretrained
 from .registry import PRUNERS
 from .settings import Settings
 from .staging import CACHE_FIELDS, CachedStages, cached
-from .train import evaluate, seed_everything, torch_state_kept, torch_threads, train
+from .train import evaluate, finetune_seed, seed_everything, torch_state_kept, torch_threads, train
 
 CELL_CACHE_SIZE = 8
 
@@ -220,7 +220,7 @@ class Cell(CachedStages):
         # iterative:N prunes to compression**(k/N) in round k and finetunes between rounds
         for k in range(1, rounds + 1):
             if k > 1:
-                history[-1]["top1"], _ = self._train(model, masks)
+                history[-1]["top1"], _ = self._train(model, masks, k - 1)
             masks = self._prune_round(model, case.compression ** (k / rounds), masks, held, k)
             history.append(
                 {
@@ -297,8 +297,9 @@ class Cell(CachedStages):
             self.fields["pruned_top1"], _ = evaluate(model, data.test_x, data.test_y)
         return masks
 
-    def _train(self, model: nn.Module, masks: dict[str, torch.Tensor]) -> tuple[float, float]:
-        """Finetune ``model`` in place with ``masks`` enforced after every step; returns its top-1 and top-5."""
+    def _train(self, model: nn.Module, masks: dict[str, torch.Tensor], round_: int) -> tuple[float, float]:
+        """Finetune ``model`` after pruning round ``round_``, in place with ``masks`` enforced after every step;
+        returns its top-1 and top-5."""
         settings, data = self.store.settings, self.store.dataset(self.case.dataset)
         enforce = MaskEnforcer(model, masks)
         recipe = settings.finetune_recipe
@@ -306,7 +307,8 @@ class Cell(CachedStages):
             seed_everything(self.case.seed)
             start = time.perf_counter()
             label = f"{self.case.id}: finetuning"
-            train(model, data, recipe, self.case.seed, enforce, self.store.progress.callback(label, recipe.epochs))
+            seed = finetune_seed(self.case.seed, round_)
+            train(model, data, recipe, seed, enforce, self.store.progress.callback(label, recipe.epochs))
             seconds = self.fields.setdefault("seconds", {})
             seconds["finetune"] = round(seconds.get("finetune", 0.0) + time.perf_counter() - start, 4)
             params = dict(model.named_parameters())
@@ -335,7 +337,7 @@ class Cell(CachedStages):
                 entry.stages.clear()
         pruned = self.pruned()
         model = copy.deepcopy(pruned.model)
-        self.fields["top1"], self.fields["top5"] = self._train(model, pruned.masks)
+        self.fields["top1"], self.fields["top5"] = self._train(model, pruned.masks, self.store.settings.rounds)
         if "rounds" in self.fields:
             self.fields["rounds"][-1]["top1"] = self.fields["top1"]
         self._note_stage("finetune", served=False)

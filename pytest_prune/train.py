@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +18,26 @@ from .data.augment import augment_batch
 from .data.base import Batches, ImageDataset
 from .recipes import FINETUNE, PRETRAIN, Recipe
 
-__all__ = ["FINETUNE", "PRETRAIN", "Recipe", "evaluate", "seed_everything", "torch_threads", "train"]
+__all__ = [
+    "FINETUNE",
+    "PRETRAIN",
+    "Recipe",
+    "evaluate",
+    "finetune_seed",
+    "seed_everything",
+    "torch_threads",
+    "train",
+]
+
+
+def finetune_seed(seed: int, round_: int = 1) -> int:
+    """The training seed of a cell's finetuning (round ``round_`` of its schedule), from its seed.
+
+    ``train`` orders epoch e by ``seed + e``, so consecutive seeds would share all but one epoch order
+    (seed s's epoch 1 is seed s+1's epoch 0): repeats would be correlated and their spread understated. A
+    hash keeps every (seed, round) apart.
+    """
+    return zlib.crc32(f"finetune/{seed}/{round_}".encode())
 
 
 def seed_everything(seed: int) -> None:

@@ -87,3 +87,39 @@ def test_repeats_run_every_seed_and_summarise(pytester, xdist):
     assert summary["n"] == 3 and summary["seeds"] == [7, 8, 9]
     assert summary["top1"] == pytest.approx(sum(r["top1"] for r in rows) / 3)
     assert torch.tensor([r["top1"] for r in rows]).std().item() == pytest.approx(summary["top1_std"])
+
+
+RECORD_ORDERS = """
+import pytest_prune.train as train
+
+
+class Recorded(train.Batches):
+    def __iter__(self):
+        with open("orders.txt", "a") as out:
+            out.write(f"{self.seed}\\n")
+        return super().__iter__()
+
+
+train.Batches = Recorded
+"""
+
+
+def test_repeats_and_rounds_finetune_on_batch_orders_of_their_own(pytester):
+    """Epoch e trains on the order seeded ``seed + e``: consecutive repeat seeds would share an epoch order, and
+    the rounds of a schedule would replay theirs, so every (seed, round) gets a training seed of its own."""
+    pytester.makeconftest(RECORD_ORDERS)
+    result = pytester.runpytest_subprocess(
+        "--prune-bench",
+        *FAST,
+        "--prune-epochs=2",
+        "--prune-pruner=random",
+        "--prune-compression=4",
+        "--prune-schedule=iterative:2",
+        "--prune-repeats=2",
+        "--prune-max-drop=100",
+        "--prune-latency=off",
+        "--prune-no-cache",
+    )
+    result.assert_outcomes(passed=2)
+    orders = (pytester.path / "orders.txt").read_text().split()
+    assert len(orders) == 2 * 2 * 2 and len(set(orders)) == len(orders), orders  # repeats × rounds × epochs
