@@ -42,6 +42,9 @@ from .staging import CACHE_FIELDS, CachedStages, cached
 from .train import evaluate, finetune_seed, seed_everything, torch_state_kept, torch_threads, train
 
 CELL_CACHE_SIZE = 8
+PRUNING_BATCH = 128
+"""Batch size of the training batches a pruner gets (``data``): fixed, so a pruner that reads batches (gradient or
+activation scores) chooses the same weights whichever finetuning recipe runs."""
 
 
 class PrunerError(RuntimeError):
@@ -253,24 +256,29 @@ class Cell(CachedStages):
             raise MaskError(f"{where}: {exc}") from None
         self.fields["amount"] = amount
         fn = PRUNERS.get(case.pruner)
-        batches = Batches(data.train_x, data.train_y, settings.finetune_recipe.batch_size, case.seed)
+        batches = Batches(data.train_x, data.train_y, PRUNING_BATCH, case.seed)
         before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        # the pruner works on a copy and only its masks reach ``model``: buffers it recalibrated, hooks,
+        # frozen parameters, a dtype or mode it set, the parameter order torch's prune.remove leaves are not
+        # the pruner's choice of weights, and would differ between a fresh and a cached cell
+        work = copy.deepcopy(model)
         with self._threads:
             seed_everything(case.seed)
             start = time.perf_counter()
             try:
                 with torch_state_kept():
-                    returned = fn(model, amount, batches)
+                    returned = fn(work, amount, batches)
             except Exception as exc:
                 raise PrunerError(
                     f"pruner {case.pruner!r} raised {type(exc).__name__}: {exc} (cell {where}, amount {amount:.4f})"
                 ) from exc
-            masks = derive_masks(model, returned, before)
+            masks = derive_masks(work, returned, before)
             try:
-                check_contract(model, masks, before)
+                check_contract(work, masks, before)
             except MaskError as exc:
                 raise MaskError(f"{where}: pruner {case.pruner!r}: {exc}") from None
             masks = combine(masks, previous, held)
+            MaskEnforcer(model, masks)()
             seconds = self.fields.setdefault("seconds", {})
             seconds["prune"] = round(seconds.get("prune", 0.0) + time.perf_counter() - start, 4)
             params, nonzero = count_params(model)

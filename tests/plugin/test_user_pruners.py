@@ -230,3 +230,80 @@ def test_a_pruner_that_changes_torch_global_state_breaks_no_other_cell(pytester)
     by_pruner = {r["pruner"]: r for r in records(pytester.path / "out.json")}
     assert "raised RuntimeError: gave up" in by_pruner["grad_off_raises"]["error"]
     assert by_pruner["grad_off_works"]["outcome"] == by_pruner["random"]["outcome"] == "passed"
+
+
+MEDDLING = """
+import copy
+
+import torch
+from pytest_prune import prunable
+
+
+def _magnitude(model, amount):
+    names = {module: name for name, module in model.named_modules()}
+    masks = {}
+    for module, attr in prunable(model):
+        weight = getattr(module, attr).detach().abs()
+        masks[names[module] + "." + attr] = weight > weight.flatten().kthvalue(round(amount * weight.numel())).values
+    return masks
+
+
+def plain(model, amount, data):
+    return _magnitude(model, amount)
+
+
+def meddling(model, amount, data):
+    inputs, _ = next(iter(data))
+    with open("batch.txt", "w") as out:
+        out.write(str(len(inputs)))
+    masks = _magnitude(model, amount)
+    dense = copy.deepcopy(model)
+    model.register_forward_hook(lambda module, args, output: dense(args[0]))  # the dense parent's answers
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    model.train()
+    return masks
+"""
+
+
+def test_only_the_masks_of_a_pruner_reach_the_cell(pytester):
+    """A hook answering with the dense parent's outputs, frozen parameters and train mode stay on the pruner's
+    copy: the cell scores the masks alone, exactly as a plain pruner with the same masks scores; and the
+    pruner's batches have 128 images whatever the finetuning recipe's batch size."""
+    pytester.makepyfile(meddling_pruners=MEDDLING)
+    result = pytester.runpytest_subprocess(
+        "--prune-bench",
+        *FAST,
+        "--prune-pruner=meddling_pruners.py:plain,meddling_pruners.py:meddling",
+        "--prune-compression=16",
+        "--prune-recipe=lost-in-pruning-vgg-retrain",
+        "--prune-max-drop=100",
+        "--prune-latency=off",
+        "--prune-no-cache",
+        "--prune-json=out.json",
+    )
+    result.assert_outcomes(passed=2)
+    plain, meddling = sorted(records(pytester.path / "out.json"), key=lambda r: r["pruner"] != "plain")
+    for key in ("pruned_top1", "top1", "compression_achieved"):
+        assert meddling[key] == plain[key], key
+    assert plain["pruned_top1"] < plain["dense_top1"] - 0.01  # the hook would have given the dense top-1
+    assert (pytester.path / "batch.txt").read_text() == "128"
+
+
+def test_a_torch_prune_pruner_s_models_keep_the_parameter_order_through_the_cell_cache(pytester):
+    """torch's prune.remove registers the weight again after the bias; only the masks reach the cell's model, so
+    the pruned model keeps the dense order, which the finetuned model served from the cache has too (the
+    README's test zips their parameters)."""
+    pytester.makepyfile(my_pruners=STYLES)
+    pytester.makepyfile(
+        test_order="""
+        def test_pruned_weights_stay_pruned(pruned_model, finetuned_model):
+            for before, after in zip(pruned_model.parameters(), finetuned_model.parameters()):
+                assert (after[before == 0] == 0).all()
+        """
+    )
+    args = (*FAST, "--prune-pruner=my_pruners.py:uses_torch_prune", "--prune-compression=4", "test_order.py")
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    warm = pytester.runpytest_subprocess(*args)
+    warm.assert_outcomes(passed=1)
+    warm.stdout.fnmatch_lines(["*1 from the cache*"])
