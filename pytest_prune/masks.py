@@ -121,6 +121,8 @@ def count_to_remove(amount: float, numel: int) -> int:
 def _to_bool_mask(name: str, value: Any, param: torch.Tensor) -> torch.Tensor:
     try:
         mask = torch.as_tensor(value)
+        if mask.layout != torch.strided:  # a sparse mask: its zeros are the removed weights
+            mask = mask.to_dense()
     except Exception as exc:
         raise MaskError(f"mask for {name!r} is a {type(value).__name__}, not a tensor or array: {exc}") from exc
     if tuple(mask.shape) != tuple(param.shape):

@@ -75,7 +75,7 @@ class Registry:
         key = name or fn.__name__
         current = self._entries.get(key)
         if current is not None and _origin(current) != _origin(fn):
-            if (where := _definition(current)) is not None and where == _definition(fn):
+            if not _clash(current, fn):
                 return fn  # one file imported twice: the definition registered first serves
             first, second = _origin(current), _origin(fn)
             if second.startswith("pytest_prune.") and not first.startswith("pytest_prune."):
@@ -161,6 +161,11 @@ class Registry:
         if (known := self.name_of(fn)) is not None:
             return known
         name = getattr(fn, "__name__", None) or attr  # a functools.partial or callable object: the SPEC's name
+        current = self._entries.get(name)
+        if current is not None and current is not fn and _clash(current, fn):
+            # the name is taken (a built-in ``random``, a function of that name in another file): the SPEC
+            # itself names this one, so two files' ``prune`` functions compare side by side
+            name = spec
         self.register(fn, name, home=module)
         return name
 
@@ -191,6 +196,12 @@ def _calling_module() -> ModuleType | None:
 
 def _origin(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _clash(current: Callable[..., Any], fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` may not take the name ``current`` holds: another function, not one definition imported twice."""
+    where = _definition(current)
+    return _origin(current) != _origin(fn) and (where is None or where != _definition(fn))
 
 
 def _definition(fn: Callable[..., Any]) -> tuple[str, str, str] | None:
@@ -351,7 +362,15 @@ def load_entry_points(group: str = ENTRY_POINT_GROUP) -> list[str]:
         if callable(target) and not isinstance(target, type):
             name = PRUNERS.name_of(target)
             if name is None:
-                PRUNERS.register(target, point.name, home=None)  # its own module defines it
+                try:
+                    PRUNERS.register(target, point.name, home=None)  # its own module defines it
+                except SpecError as exc:
+                    warnings.warn(
+                        f"pytest-prune: entry point {point.name!r} ({point.value}) is not available: {exc}",
+                        EntryPointWarning,
+                        stacklevel=2,
+                    )
+                    continue
                 name = point.name
             names.append(name)
     return names

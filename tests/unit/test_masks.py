@@ -53,6 +53,15 @@ def test_returned_dict_masks_zero_the_weights(tiny_mlp):
     assert (tiny_mlp[0].weight[:, :4] == 0).all() and (tiny_mlp[0].weight[:, 4:] != 0).all()
 
 
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_a_sparse_mask_reads_as_its_dense_form(tiny_mlp, layout):
+    mask = torch.ones(16, 8)
+    mask[:, :4] = 0
+    sparse = mask.to_sparse() if layout == "coo" else mask.to_sparse_csr()
+    masks = derive_masks(tiny_mlp, {"0.weight": sparse}, dense_state(tiny_mlp))
+    assert torch.equal(masks["0.weight"], mask.bool()) and (tiny_mlp[0].weight[:, :4] == 0).all()
+
+
 def test_torch_prune_masks_are_read_and_reparametrisation_removed(tiny_mlp):
     state = dense_state(tiny_mlp)
     torch_prune.l1_unstructured(tiny_mlp[0], "weight", amount=0.5)

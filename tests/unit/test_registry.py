@@ -120,6 +120,20 @@ def test_one_file_as_a_spec_and_as_an_imported_module_is_one_definition(registry
         registry.register(importlib.import_module("other").mine)
 
 
+def test_a_spec_whose_function_name_is_taken_is_named_by_the_spec(registry, tmp_path, monkeypatch):
+    """Two files' `prune` functions (or a file's `random` beside the built-in) compare side by side: the second
+    takes its SPEC as its name instead of stopping the session."""
+    for folder, value in (("a", 1), ("b", 2)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "p.py").write_text(f"def prune(model, amount, data):\n    return {value}\n")
+    monkeypatch.chdir(tmp_path)
+    assert registry.resolve("a/p.py:prune") == ["prune"]
+    assert registry.resolve("b/p.py:prune") == ["b/p.py:prune"]
+    assert registry.resolve("b/p.py:prune") == ["b/p.py:prune"]  # resolved again: the same entry
+    assert (registry.get("prune")(None, 0, None), registry.get("b/p.py:prune")(None, 0, None)) == (1, 2)
+    assert registry.resolve("a/p.py:prune") == ["prune"]
+
+
 @pytest.mark.parametrize(
     "wrap", [functools.partial, functools.lru_cache, lambda fn: functools.wraps(fn)(lambda *a: fn(*a))]
 )
@@ -193,6 +207,23 @@ def test_entry_points_register_pruners_and_a_broken_one_only_warns(monkeypatch):
         assert names == ["vendor"] and registry.PRUNERS.get("vendor") is vendor_pruner
     finally:
         registry.PRUNERS._entries.pop("vendor", None)
+
+
+def test_an_entry_point_whose_name_is_taken_only_warns(monkeypatch):
+    import importlib.metadata
+
+    from pytest_prune import registry
+
+    registry.load_builtins()
+
+    def random(model, amount, data):  # a third party's function named like the built-in
+        return None
+
+    points = [FakeEntryPoint("random", "vendor_pkg:random", target=random)]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "g" else [])
+    with pytest.warns(registry.EntryPointWarning, match="'random' .* is not available: pruner name 'random' is"):
+        assert registry.load_entry_points("g") == []
+    assert registry.PRUNERS.get("random") is not random
 
 
 def test_arch_cost_orders_architectures_by_their_work():
