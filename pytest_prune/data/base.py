@@ -42,7 +42,8 @@ class ImageDataset:
                 )
             if not torch.is_floating_point(x):
                 raise ValueError(f"dataset {name!r}: {split} inputs must be float, got {x.dtype}")
-            finite = torch.isfinite(x.reshape(len(x), -1)).all(1)
+            # by chunks of inputs: isfinite on the whole set would hold temporaries the size of the data
+            finite = torch.cat([torch.isfinite(part.reshape(len(part), -1)).all(1) for part in x.split(1024)])
             if not bool(finite.all()):
                 raise ValueError(
                     f"dataset {name!r}: {int((~finite).sum())} {split} input(s) hold NaN or infinite values, the "

@@ -102,12 +102,53 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _find(folders: list[Path], stem: str) -> Path | None:
-    for folder in folders:
-        for candidate in (folder / stem, folder / f"{stem}.gz"):
+def _find(folder: Path, stem: str) -> Path | None:
+    """The IDX file ``stem`` in ``folder``: raw or ``.gz``, named with a dot before ``idx`` as some mirrors name
+    it (``train-images.idx3-ubyte``), or inside a folder of its own name, as some archives unpack."""
+    names = [stem, stem.replace("-idx", ".idx")]
+    for name in names:
+        for candidate in (folder / name, folder / f"{name}.gz"):
             if candidate.is_file():
                 return candidate
+            if candidate.is_dir():
+                inner = _find(candidate, stem)
+                if inner is not None:
+                    return inner
     return None
+
+
+def _idx_paths(name: str, folders: list[Path], layout: str) -> list[Path]:
+    """The four IDX files of dataset ``name``, all from the first folder that holds every one of them."""
+    found = [[_find(folder, stem) for stem in IDX_FILES] for folder in folders]
+    for paths in found:
+        if all(path is not None for path in paths):
+            return [path for path in paths if path is not None]
+    counts = [sum(path is not None for path in paths) for paths in found]
+    best = counts.index(max(counts))
+    count = counts[best]
+    missing = [stem for stem, path in zip(IDX_FILES, found[best], strict=True) if path is None]
+    where = (
+        ", ".join(str(f) for f in folders)
+        if count == 0
+        else f"{folders[best]}, which holds the others (the four files must share a folder)"
+    )
+    raise DataError(
+        f"dataset {name!r}: {', '.join(missing)} (raw or .gz) not found in {where}; expected layout: {layout}"
+    )
+
+
+def _check_family(name: str, base: Path, path: Path, images: np.ndarray) -> None:
+    """Refuse the other MNIST-family dataset's files: the mean pixel tells MNIST (0.131) from Fashion-MNIST (0.286)."""
+    mean = float(images.mean()) / 255 if images.size else 0.0
+    other = "fashion_mnist" if name == "mnist" else "mnist"
+    own_mean, other_mean = NORMALISATION[name][0][0], NORMALISATION[other][0][0]
+    if abs(mean - other_mean) < min(0.03, abs(mean - own_mean)):
+        title = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+        raise DataError(
+            f"dataset {name!r}: {path} looks like {title[other]}, not {title[name]} (mean pixel {mean:.3f}; "
+            f"{title[other]}'s is {other_mean:.3f}, {title[name]}'s {own_mean:.3f}); put {title[name]}'s files in "
+            f"{base / IDX_FOLDERS[name][0]} and {title[other]}'s in {base / IDX_FOLDERS[other][0]}"
+        )
 
 
 def _labels(path: Path, labels: np.ndarray, classes: int) -> np.ndarray:
@@ -155,15 +196,9 @@ def idx_dataset(name: str, root: Path | None) -> ImageDataset:
     """MNIST-format data (IDX files) of dataset ``name`` from the data root."""
     layout = f"DIR/{IDX_FOLDERS[name][0]}/{{{', '.join(IDX_FILES)}}}[.gz]"
     base = require_root(root, name, layout)
-    folders = [base / f for f in IDX_FOLDERS[name]]
-    paths = [_find(folders, stem) for stem in IDX_FILES]
-    missing = [stem for stem, path in zip(IDX_FILES, paths, strict=True) if path is None]
-    if missing:
-        raise DataError(
-            f"dataset {name!r}: {', '.join(missing)} (raw or .gz) not found in "
-            f"{', '.join(str(f) for f in folders)}; expected layout: {layout}"
-        )
-    arrays = [read_idx(p) for p in paths]  # type: ignore[arg-type]
+    paths = _idx_paths(name, [base / f for f in IDX_FOLDERS[name]], layout)
+    arrays = [read_idx(p) for p in paths]
+    _check_family(name, base, paths[0], arrays[0])
     splits = []
     for (images, labels), (image_path, label_path) in (
         ((arrays[0], arrays[1]), (paths[0], paths[1])),
@@ -175,9 +210,9 @@ def idx_dataset(name: str, root: Path | None) -> ImageDataset:
             )
         if len(images) != len(labels):
             raise DataError(f"{image_path} has {len(images):,} images but {label_path} has {len(labels):,} labels")
-        splits.append((images[:, None], _labels(label_path, labels, 10)))  # type: ignore[arg-type]
+        splits.append((images[:, None], _labels(label_path, labels, 10)))
     title = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}[name]
-    return _finish(name, splits[0], splits[1], 10, f"{title} from {paths[0].parent}; pixels/255, normalised")  # type: ignore[union-attr]
+    return _finish(name, splits[0], splits[1], 10, f"{title} from {paths[0].parent}; pixels/255, normalised")
 
 
 class _Refused(pickle.UnpicklingError):
@@ -228,7 +263,7 @@ class _ArraysOnly(pickle._Unpickler):
     dispatch[pickle.BUILD[0]] = _build
 
 
-def read_cifar_batch(path: Path, label_key: bytes, classes: int) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_batch(path: Path, label_key: str, classes: int) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR python-version pickle: (N, 3, 32, 32) uint8 images and int64 labels."""
     try:
         batch = _ArraysOnly(io.BytesIO(path.read_bytes()), encoding="bytes").load()
@@ -241,12 +276,14 @@ def read_cifar_batch(path: Path, label_key: bytes, classes: int) -> tuple[np.nda
         raise DataError(
             f"{path}: not a readable CIFAR python pickle ({type(exc).__name__}: {exc}); download it again"
         ) from None
-    if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
-        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise DataError(f"{path}: expected a dict with b'data' and {label_key!r}, found {keys}")
-    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[label_key])
+    if isinstance(batch, dict):  # the originals' keys are bytes; a batch written again by Python 3 has str keys
+        batch = {key.decode("latin-1") if isinstance(key, bytes) else key: value for key, value in batch.items()}
+    if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
+        keys = sorted(map(str, batch)) if isinstance(batch, dict) else type(batch).__name__
+        raise DataError(f"{path}: expected a dict with 'data' and {label_key!r}, found {keys}")
+    data, labels = np.asarray(batch["data"]), np.asarray(batch[label_key])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise DataError(f"{path}: b'data' is {data.dtype} {data.shape}, expected uint8 (N, 3072)")
+        raise DataError(f"{path}: 'data' is {data.dtype} {data.shape}, expected uint8 (N, 3072)")
     if len(data) != len(labels):
         raise DataError(f"{path}: {len(data):,} images but {len(labels):,} labels")
     return data.reshape(-1, 3, 32, 32), _labels(path, labels, classes)
@@ -255,8 +292,8 @@ def read_cifar_batch(path: Path, label_key: bytes, classes: int) -> tuple[np.nda
 def cifar_dataset(name: str, root: Path | None) -> ImageDataset:
     """CIFAR-10 or CIFAR-100 from the python-version pickles under the data root."""
     folder_name, train_files, test_file, label_key, classes = {
-        "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels", 10),
-        "cifar100": ("cifar-100-python", ["train"], "test", b"fine_labels", 100),
+        "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "labels", 10),
+        "cifar100": ("cifar-100-python", ["train"], "test", "fine_labels", 100),
     }[name]
     layout = (
         f"DIR/{folder_name}/{{{', '.join([*train_files, test_file])}}} (the CIFAR 'python version' archive, extracted)"
@@ -267,6 +304,7 @@ def cifar_dataset(name: str, root: Path | None) -> ImageDataset:
         raise DataError(f"dataset {name!r}: {', '.join(missing)} not found in {folder}; expected layout: {layout}")
     parts = [read_cifar_batch(folder / f, label_key, classes) for f in train_files]
     train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    del parts  # not held beside the float copy _finish makes
     test = read_cifar_batch(folder / test_file, label_key, classes)
     title = "CIFAR-10" if name == "cifar10" else "CIFAR-100"
     return _finish(name, train, test, classes, f"{title} from {folder}; pixels/255, normalised", "crop4+flip")

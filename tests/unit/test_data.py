@@ -36,6 +36,12 @@ def test_validate_names_the_dataset_and_the_problem():
     nan = ImageDataset(x, torch.tensor([0, 1, 2, 0]), holes, torch.tensor([0, 1, 1, 0]), num_classes=3)
     with pytest.raises(ValueError, match=r"'toy': 2 test input\(s\) hold NaN or infinite values, the first is input 2"):
         nan.validate("toy")
+    many = torch.zeros(3000, 1, 2, 2)  # checked by chunks of inputs: counted and placed across them
+    many[2500, 0, 0, 0], many[1024, 0, 1, 0] = float("nan"), float("-inf")
+    labels = torch.zeros(3000, dtype=torch.int64)
+    spread = ImageDataset(many, labels, x, torch.tensor([0, 1, 1, 0]), num_classes=3)
+    with pytest.raises(ValueError, match=r"2 train input\(s\) hold NaN or infinite values, the first is input 1024"):
+        spread.validate("toy")
 
 
 def test_batches_repeat_the_same_order_each_pass():

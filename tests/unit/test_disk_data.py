@@ -31,11 +31,11 @@ def write_idx(path, array, gz=False):
     return path
 
 
-def make_mnist(folder, gz=False, train=20, test=10, label_max=9):
+def make_mnist(folder, gz=False, train=20, test=10, label_max=9, high=256):
     rng = np.random.RandomState(0)
     files = {}
     for prefix, count in (("train", train), ("t10k", test)):
-        images = rng.randint(0, 256, (count, 28, 28))
+        images = rng.randint(0, high, (count, 28, 28))
         labels = np.arange(count) % (label_max + 1)
         files[f"{prefix}-images"] = write_idx(folder / f"{prefix}-images-idx3-ubyte", images, gz)
         files[f"{prefix}-labels"] = write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels, gz)
@@ -159,7 +159,7 @@ def test_a_damaged_array_type_in_a_cifar_pickle_is_an_error_not_a_crash(tmp_path
     # its first None becomes BININT2, which reads the next two as its bytes: (3, '|', 20046, -1, -1, 0)
     (folder / "data_batch_2").write_bytes(batch[:state] + b"M" + batch[state + 1 :])
     code = "import sys, pathlib; from pytest_prune.data.disk import read_cifar_batch as read; "
-    code += "read(pathlib.Path(sys.argv[1]), b'labels', 10)"
+    code += "read(pathlib.Path(sys.argv[1]), 'labels', 10)"
     path = str(folder / "data_batch_2")
     run = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, run.stderr[-2000:]
@@ -190,5 +190,49 @@ def test_cifar_pickles_are_checked_and_never_run_code(tmp_path):
         with pytest.raises(DataError, match=r"data_batch_3: labels must be a 1-D list of class indices .* " + shown):
             load_dataset("cifar10", tmp_path)
     (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}))
-    with pytest.raises(DataError, match=r"b'data' is uint8 \(2, 100\), expected uint8 \(N, 3072\)"):
+    with pytest.raises(DataError, match=r"'data' is uint8 \(2, 100\), expected uint8 \(N, 3072\)"):
         load_dataset("cifar10", tmp_path)
+
+
+def test_cifar_batches_written_again_with_str_keys_load(tmp_path):
+    """Python 3 writes a batch's keys as str: {"data": ..., "labels": ...} loads as the originals' bytes keys do."""
+    folder = make_cifar(tmp_path)
+    batch = {"data": np.full((2, 3072), 7, np.uint8), "labels": [3, 4]}
+    (folder / "data_batch_3").write_bytes(pickle.dumps(batch))
+    data = load_dataset("cifar10", tmp_path)
+    assert len(data.train_x) == 4 * 8 + 2 and data.train_y.tolist()[16:18] == [3, 4]
+
+
+def test_the_four_idx_files_come_from_one_folder(tmp_path):
+    make_mnist(tmp_path / "mnist")
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte").unlink()
+    make_mnist(tmp_path / "MNIST" / "raw", train=4)
+    data = load_dataset("mnist", tmp_path)  # MNIST/raw has all four; mnist/ lacks one
+    assert len(data.train_x) == 4 and str(tmp_path / "MNIST" / "raw") in data.description
+    for path in (tmp_path / "MNIST" / "raw").iterdir():
+        path.unlink()
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte \(raw or .gz\) not found in .*mnist, which holds"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_idx_files_unpacked_in_folders_of_their_own_names_or_with_a_dot_load(tmp_path):
+    """Some archives unpack `train-images-idx3-ubyte/train-images-idx3-ubyte`; some mirrors name the files
+    `train-images.idx3-ubyte`."""
+    files = make_mnist(tmp_path / "staging")
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (tmp_path / "mnist" / stem).mkdir(parents=True)
+        files[stem.rsplit("-", 2)[0]].rename(tmp_path / "mnist" / stem / stem)
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        files[stem.rsplit("-", 2)[0]].rename(tmp_path / "mnist" / stem.replace("-idx", ".idx"))
+    data = load_dataset("mnist", tmp_path)
+    assert data.train_x.shape == (20, 1, 28, 28) and data.test_x.shape == (10, 1, 28, 28)
+
+
+def test_the_other_mnist_family_dataset_s_files_are_refused(tmp_path):
+    """Fashion-MNIST's files unpacked straight into DIR would load as MNIST: their mean pixel gives them away."""
+    make_mnist(tmp_path, high=147)  # mean pixel 73/255 = 0.286, Fashion-MNIST's
+    with pytest.raises(DataError, match=r"looks like Fashion-MNIST, not MNIST \(mean pixel 0.28.*put MNIST's files in"):
+        load_dataset("mnist", tmp_path)
+    make_mnist(tmp_path / "fashion_mnist", high=67)  # mean 0.131, MNIST's
+    with pytest.raises(DataError, match=r"looks like MNIST, not Fashion-MNIST"):
+        load_dataset("fashion_mnist", tmp_path)
