@@ -13,8 +13,8 @@ dataset                 files under DIR (the first folder that has them)
 ``cifar10``             ``cifar-10-batches-py/data_batch_1`` … ``data_batch_5`` and ``test_batch``
                         (the "python version" pickles)
 ``cifar100``            ``cifar-100-python/train`` and ``test`` (fine labels, 100 classes)
-``imagenet``            ``imagenet/train/<class>/*`` and ``imagenet/val/<class>/*`` (ImageFolder;
-                        needs torchvision, see ``imagenet``)
+``imagenet``            ``imagenet/train/<class>/*`` and ``imagenet/val/<class>/*`` (ImageFolder,
+                        read with Pillow; see ``imagenet``)
 ======================  ==========================================================================
 
 Pixels are scaled to [0, 1] and normalised per channel with the constants below (the customary ones of
@@ -340,55 +340,32 @@ IMAGENET_SIZE = 64
 
 @dataset
 def imagenet(root: Path | None = None) -> ImageDataset:
-    """An ImageFolder tree (``imagenet/train/<class>/…``, ``imagenet/val/<class>/…``) through torchvision.
+    """An ImageFolder tree (``imagenet/train/<class>/…``, ``imagenet/val/<class>/…``), read with Pillow.
 
     The harness holds datasets in memory, so images are resized (shorter side) and centre-cropped to
-    ``IMAGENET_SIZE`` pixels: meant for ImageNet subsets (Imagenette, Tiny-ImageNet-style trees), not the
-    full 1.28M images. Needs torchvision.
+    ``IMAGENET_SIZE`` pixels: meant for ImageNet subsets (Imagenette, Tiny-ImageNet), not the full 1.28M
+    images. See ``data.folders``.
     """
-    layout = "DIR/imagenet/train/<class>/*.JPEG and DIR/imagenet/val/<class>/*.JPEG (torchvision ImageFolder)"
+    from .folders import class_folders, read_split, samples
+
+    layout = "DIR/imagenet/train/<class>/*.JPEG and DIR/imagenet/val/<class>/*.JPEG (one folder per class)"
     folder = require_root(root, "imagenet", layout) / "imagenet"
     for split in ("train", "val"):
         if not (folder / split).is_dir():
             raise DataError(f"dataset 'imagenet': {folder / split} is not a folder; expected layout: {layout}")
         entries = list((folder / split).iterdir())
-        if entries and not any(entry.is_dir() for entry in entries):  # ILSVRC2012's val/ ships as one flat folder
+        if entries and not class_folders(folder / split):  # ILSVRC2012's val/ ships as one flat folder
             raise DataError(
                 f"dataset 'imagenet': {folder / split} holds {len(entries)} files and no class folders; move each "
                 f"image into {folder / split}/<class>/, named as in {folder / 'train'} (for ILSVRC2012's flat val/, "
                 f"the devkit's ground truth gives each image's class); expected layout: {layout}"
             )
-    try:
-        from torchvision import datasets, transforms
-    except Exception as exc:  # the CUDA wheels fail with more than ImportError under a CPU torch
-        raise DataError(
-            f"dataset 'imagenet' needs torchvision (pip install 'pytest-prune[vision]'): {type(exc).__name__}: {exc}"
-        ) from None
-    transform = transforms.Compose(
-        [transforms.Resize(IMAGENET_SIZE), transforms.CenterCrop(IMAGENET_SIZE), transforms.PILToTensor()]
-    )
-    splits = []
-    classes: list[str] | None = None
-    for split in ("train", "val"):
-        try:  # torchvision's FileNotFoundError for an empty class names neither the split nor the layout
-            tree = datasets.ImageFolder(str(folder / split), transform=transform)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"dataset 'imagenet': {folder / split}: {exc}; expected layout: {layout}") from None
-        if classes is not None and list(tree.classes) != classes:
-            raise DataError(f"dataset 'imagenet': {folder / 'val'} has other classes than {folder / 'train'}")
-        classes = list(tree.classes)
-        images: list[tuple[Any, int]] = []
-        for path, _ in tree.samples:
-            try:  # PIL.UnidentifiedImageError is an OSError
-                images.append(tree[len(images)])
-            except OSError as exc:
-                raise DataError(f"dataset 'imagenet': {path}: {exc}; replace or remove the file") from None
-        x = np.stack([np.asarray(image, dtype=np.uint8) for image, _ in images])
-        y = np.asarray([label for _, label in images], dtype=np.int64)
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise DataError(f"dataset 'imagenet': images of {folder / split} load as {x.shape[1:]}, not 3×H×W")
-        splits.append((x, y))
-    assert classes is not None
+    classes, train = samples(folder / "train", None, layout)
+    _, val = samples(folder / "val", classes, layout)  # the classes agree before any image is decoded
     return _finish(
-        "imagenet", splits[0], splits[1], len(classes), f"ImageFolder {folder}, {IMAGENET_SIZE}px centre crops"
+        "imagenet",
+        read_split(train, IMAGENET_SIZE),
+        read_split(val, IMAGENET_SIZE),
+        len(classes),
+        f"ImageFolder {folder}, {IMAGENET_SIZE}px centre crops",
     )

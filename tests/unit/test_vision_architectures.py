@@ -1,8 +1,8 @@
 """CIFAR architectures against published counts, and the torchvision paths through a stand-in module.
 
 torchvision's wheels on the CI machine are CUDA builds that fail to import beside the CPU torch, so the
-``tv:NAME`` architectures and the ``imagenet`` ImageFolder dataset are exercised here with a stand-in
-``torchvision`` that offers exactly the calls pytest-prune makes.
+``tv:NAME`` architectures are exercised here with a stand-in ``torchvision`` that offers exactly the calls
+pytest-prune makes. (The ``imagenet`` dataset needs only Pillow: ``test_image_folders``.)
 """
 
 from __future__ import annotations
@@ -10,14 +10,11 @@ from __future__ import annotations
 import sys
 import types
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from pytest_prune import prunable
-from pytest_prune.data.base import load_dataset
-from pytest_prune.data.disk import DataError
 from pytest_prune.metrics import count_macs, macs_summary
 from pytest_prune.reference import build_model
 from pytest_prune.registry import ARCHITECTURES, SpecError, load_builtins
@@ -58,50 +55,16 @@ class TinyNet(nn.Module):
         return self.fc(self.conv(x).mean((2, 3)))
 
 
-class FakeImageFolder:
-    """root/<class>/<file>.npy images (H, W, 3) uint8; the transform is applied like torchvision's, and failures
-    are raised as torchvision's: FileNotFoundError for a class without images, OSError for a damaged image (PIL's
-    UnidentifiedImageError is one)."""
-
-    def __init__(self, root, transform=None):
-        from pathlib import Path
-
-        self.classes = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
-        self.samples = [(f, i) for i, c in enumerate(self.classes) for f in sorted((Path(root) / c).glob("*.npy"))]
-        if empty := sorted(set(self.classes) - {self.classes[i] for _, i in self.samples}):
-            raise FileNotFoundError(f"Found no valid file for the classes {', '.join(empty)}. ")
-        self.transform = transform
-
-    def __len__(self):
-        return len(self.samples)
-
-    def __getitem__(self, index):
-        path, label = self.samples[index]
-        try:
-            image = np.load(path)
-        except ValueError:
-            raise OSError(f"cannot identify image file {str(path)!r}") from None
-        return (self.transform(image) if self.transform else image), label
-
-
 @pytest.fixture
 def stand_in(monkeypatch):
-    """A minimal torchvision: models.list_models/get_model, datasets.ImageFolder, transforms."""
+    """A minimal torchvision: models.list_models/get_model."""
     tv = types.ModuleType("torchvision")
     models = types.ModuleType("torchvision.models")
     models.list_models = lambda module=None: ["tinynet"]
     models.get_model = lambda name, weights=None, num_classes=1000: TinyNet(num_classes)
-    datasets = types.ModuleType("torchvision.datasets")
-    datasets.ImageFolder = FakeImageFolder
-    transforms = types.ModuleType("torchvision.transforms")
-    transforms.Compose = lambda steps: lambda image: [image := step(image) for step in steps][-1]
-    transforms.Resize = lambda size: lambda image: image[:size, :size]
-    transforms.CenterCrop = lambda size: lambda image: image[:size, :size]
-    transforms.PILToTensor = lambda: lambda image: torch.from_numpy(image).permute(2, 0, 1).contiguous()
-    tv.models, tv.datasets, tv.transforms = models, datasets, transforms
-    for name, module in (("torchvision", tv), ("torchvision.models", models), ("torchvision.datasets", datasets)):
+    tv.models = models
+    for name, module in (("torchvision", tv), ("torchvision.models", models)):
         monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setitem(sys.modules, "torchvision.transforms", transforms)
     return tv
 
 
@@ -124,56 +87,6 @@ def test_without_torchvision_tv_models_say_how_to_get_it(monkeypatch):
         ARCHITECTURES.get("tv:resnet18")((3, 32, 32), 10)
     with pytest.raises(SpecError, match="unknown architecture 'resnet57'"):
         ARCHITECTURES.get("resnet57")
-
-
-def test_imagenet_imagefolder_loads_through_torchvision(stand_in, tmp_path):
-    rng = np.random.RandomState(0)
-    for split, count in (("train", 3), ("val", 2)):
-        for label in ("cat", "dog"):
-            folder = tmp_path / "imagenet" / split / label
-            folder.mkdir(parents=True)
-            for i in range(count):
-                np.save(folder / f"{i}.npy", rng.randint(0, 256, (80, 80, 3)).astype(np.uint8))
-    data = load_dataset("imagenet", tmp_path)
-    data.validate("imagenet")
-    assert data.train_x.shape == (6, 3, 64, 64) and data.test_x.shape == (4, 3, 64, 64)
-    assert data.num_classes == 2 and data.test_y.tolist() == [0, 0, 1, 1]
-
-
-def test_imagenet_names_the_damaged_image_and_the_empty_class(stand_in, tmp_path):
-    for split in ("train", "val"):
-        for label in ("cat", "dog"):
-            (tmp_path / "imagenet" / split / label).mkdir(parents=True)
-            np.save(tmp_path / "imagenet" / split / label / "0.npy", np.zeros((64, 64, 3), np.uint8))
-    broken = tmp_path / "imagenet" / "train" / "dog" / "1.npy"
-    broken.write_bytes(b"\x93NUMPY truncated")
-    with pytest.raises(
-        DataError, match=f"dataset 'imagenet': {broken}: cannot identify image file .*replace or remove"
-    ):
-        load_dataset("imagenet", tmp_path)
-    broken.unlink()
-    (tmp_path / "imagenet" / "val" / "dog" / "0.npy").unlink()
-    with pytest.raises(DataError, match=r"imagenet/val: Found no valid file for the classes dog.*expected layout: DIR"):
-        load_dataset("imagenet", tmp_path)
-
-
-def test_imagenet_without_torchvision_or_folders_is_a_clear_error(monkeypatch, tmp_path):
-    with pytest.raises(DataError, match="imagenet/train is not a folder"):
-        load_dataset("imagenet", tmp_path)
-    (tmp_path / "imagenet" / "train").mkdir(parents=True)
-    (tmp_path / "imagenet" / "val").mkdir()
-    monkeypatch.setitem(sys.modules, "torchvision", None)
-    with pytest.raises(DataError, match=r"needs torchvision \(pip install 'pytest-prune\[vision\]'\)"):
-        load_dataset("imagenet", tmp_path)
-
-
-def test_a_flat_imagenet_val_folder_is_told_to_sort_its_images_into_classes(tmp_path):
-    (tmp_path / "imagenet" / "train" / "n01440764").mkdir(parents=True)
-    (tmp_path / "imagenet" / "val").mkdir()
-    for i in (1, 2):
-        (tmp_path / "imagenet" / "val" / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(b"")
-    with pytest.raises(DataError, match=r"imagenet/val holds 2 files and no class folders; move each image into "):
-        load_dataset("imagenet", tmp_path)
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (1, 8, 8), (3, 20, 24), (3, 64, 64)])
