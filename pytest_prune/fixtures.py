@@ -61,9 +61,13 @@ def prune_case(request: pytest.FixtureRequest) -> Case:
 
 
 @pytest.fixture
-def prune_conformance_pruner(request: pytest.FixtureRequest) -> str:
-    """A pruner name, parametrized by pytest-prune over --prune-pruner for the conformance suite."""
-    return request.param
+def prune_conformance_pruner(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A pruner name, parametrized by pytest-prune over --prune-pruner for the conformance suite; the test runs
+    with --prune-threads torch threads, as the benchmark's cells do."""
+    from .train import torch_threads
+
+    with torch_threads(_settings(request.config).threads):
+        yield request.param
 
 
 @pytest.fixture

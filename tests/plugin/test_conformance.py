@@ -68,3 +68,24 @@ def test_broken_pruners_fail_with_the_property_and_the_architecture(pytester, xd
     assert "not deterministic for seed" in out
     assert "the pruner changed kept weights of" in out
     assert "test_prune[" not in out  # conformance does not start a benchmark run
+
+
+COUNTING = """
+import torch
+
+from pytest_prune.pruners.magnitude import global_magnitude
+
+
+def counted(model, amount, data):
+    with open("threads.txt", "a") as out:
+        out.write(f"{torch.get_num_threads()}\\n")
+    return global_magnitude(model, amount, data)
+"""
+
+
+def test_conformance_runs_with_the_configured_thread_count(pytester):
+    """As the benchmark's cells do: more threads than asked would oversubscribe the cores `-n` shares out."""
+    pytester.makepyfile(counting=COUNTING)
+    result = pytester.runpytest_subprocess("--prune-conformance", "--prune-pruner=counting.py:counted")
+    result.assert_outcomes(passed=1)
+    assert set((pytester.path / "threads.txt").read_text().split()) == {"1"}
