@@ -204,7 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     expect = commands.add_parser("expect", help="derive accuracy expectations from results JSON files")
     expect.add_argument("results", nargs="+", help="results JSON written by --prune-json")
     expect.add_argument("-o", "--output", default="reference_models/expectations.json")
-    expect.add_argument("--margin", type=_points, default=1.5, help="points below the measured top-1 (default 1.5)")
+    expect.add_argument(
+        "--margin",
+        type=_points,
+        default=1.5,
+        help="floor = measured top-1 − (MARGIN points + 10%% of its drop below the dense model); default 1.5",
+    )
     expect.set_defaults(run=_expect)
     board = commands.add_parser("leaderboard", help="merge results JSON files into a markdown leaderboard")
     board.add_argument("results", nargs="+", help="results JSON files written by --prune-json (merged)")

@@ -331,5 +331,8 @@ def build(raw: dict[str, Any]) -> Settings:
     settings["no_cache"] = bool(raw.get("no_cache"))
     if raw.get("progress") not in (None, ""):
         text = str(raw["progress"]).strip()
-        settings["progress"] = None if _is_off((text,)) else _number("progress", text, float, 0)
+        try:
+            settings["progress"] = None if _is_off((text,)) else parse_number(text, float, 0)
+        except ValueError as error:
+            raise SettingsError(f"--prune-progress: {error}; give seconds between reports, or off") from None
     return Settings(**settings)

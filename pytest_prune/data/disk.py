@@ -68,7 +68,8 @@ def require_root(root: Path | None, name: str, layout: str) -> Path:
     """The data root, or a DataError telling where the files of dataset ``name`` go."""
     if root is None:
         raise DataError(
-            f"dataset {name!r} is read from a data root: give --prune-data-root DIR (or set PYTEST_PRUNE_DATA); "
+            f"dataset {name!r} is read from a data root: give --prune-data-root DIR (`pytest-prune train "
+            "--data-root DIR`), or set PYTEST_PRUNE_DATA; "
             f"expected layout: {layout}"
         )
     if not Path(root).is_dir():

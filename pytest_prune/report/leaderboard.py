@@ -265,7 +265,11 @@ def leaderboard(
             lines += ["", f"![{title}]({file if re.fullmatch(r'[A-Za-z0-9._/-]+', file) else f'<{file}>'})"]
         errors = [error for r in rows for error in r["errors"]]
         if errors:
-            lines += ["", "Errors:", ""] + [f"- {_one_line(error)}" for error in errors]
+            outcomes = {error.split(": ", 2)[1] for error in errors}  # "id: outcome: message" (``summarise``)
+            heading = (
+                "Errors:" if "failed" not in outcomes else "Failures:" if len(outcomes) == 1 else "Failures and errors:"
+            )
+            lines += ["", heading, ""] + [f"- {_one_line(error)}" for error in errors]
     if plot_note:
         lines += ["", f"_{plot_note}_"]
     lines += ["", "## Overall", ""]

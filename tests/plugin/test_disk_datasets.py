@@ -42,7 +42,7 @@ def test_a_missing_data_root_errors_its_cells_with_the_layout(pytester, monkeypa
     result = pytester.runpytest(*ARGS, "--prune-dataset=cifar100,digits")
     result.assert_outcomes(passed=1, errors=1)
     row = next(r for r in records(pytester.path / "out.json") if r["dataset"] == "cifar100")
-    assert "give --prune-data-root DIR (or set PYTEST_PRUNE_DATA)" in row["error"]
+    assert "give --prune-data-root DIR (`pytest-prune train --data-root DIR`), or set PYTEST_PRUNE_DATA" in row["error"]
     assert "cifar-100-python/{train, test}" in row["error"]
     # the message is the whole report: no harness traceback in front of it
     result.stdout.fnmatch_lines(["*ERROR at setup of test_prune[[]cifar100-*", "DataError: dataset 'cifar100'*"])

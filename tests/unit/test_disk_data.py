@@ -81,7 +81,7 @@ def test_cifar_pickles_load_with_augmentation(tmp_path, name, classes, train):
 
 
 def test_a_missing_root_says_where_the_files_go(tmp_path):
-    where = r"give --prune-data-root DIR \(or set PYTEST_PRUNE_DATA\).*cifar-10-batches-py"
+    where = r"give --prune-data-root DIR \(`pytest-prune train --data-root DIR`\), or set PYTEST_PRUNE_DATA.*cifar-10"
     with pytest.raises(DataError, match=where):
         load_dataset("cifar10", None)
     with pytest.raises(DataError, match="is not a folder"):

@@ -327,3 +327,18 @@ def test_a_robustness_run_in_which_no_cell_measured_it_says_so_instead_of_the_as
     environment = {**ENVIRONMENT, "robustness": {**ROBUSTNESS, "eps_images": 250}}
     footer = leaderboard([record("lenet5", "random", 2, 0, 0.97)], environment).split("---")[-1]
     assert "Robustness: on, but no cell measured it" in footer and "250 images" not in footer
+
+
+def test_cells_that_did_not_pass_are_listed_as_failures_or_errors():
+    def heading(*outcomes):
+        rows = [record("lenet5", "random", 2, 0, 0.97)]
+        for i, outcome in enumerate(outcomes):
+            row = record("lenet5", "random", 4, i, 0.5 if outcome == "failed" else None)
+            row.update(outcome=outcome, error="top-1 50.00% is below the threshold" if outcome == "failed" else "no")
+            rows.append(row)
+        text = leaderboard(rows, ENVIRONMENT)
+        return [line for line in text.splitlines() if line in ("Errors:", "Failures:", "Failures and errors:")]
+
+    assert heading("failed") == ["Failures:"]
+    assert heading("error") == ["Errors:"]
+    assert heading("failed", "error") == ["Failures and errors:"]

@@ -162,3 +162,8 @@ def test_off_turns_latency_and_progress_off_in_any_case(word):
 def test_a_latency_list_that_only_contains_off_among_numbers_is_refused():
     with pytest.raises(SettingsError, match="--prune-latency: 'off' is not a whole number"):
         build({"latency": "1,off"})
+
+
+def test_a_progress_interval_that_is_no_number_says_off_is_the_other_choice():
+    with pytest.raises(SettingsError, match=r"--prune-progress: 'never' is not a number; give seconds .*, or off"):
+        build({"progress": "never"})
