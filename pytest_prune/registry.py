@@ -183,7 +183,21 @@ class Registry:
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         if len(name.split()) > 1:  # "random global_magnitude": a SPEC list splits on commas, keeping paths' spaces
             hint += " Separate several with commas."
+        if name.endswith(".py"):
+            return f"{self.kind} SPEC {name!r} names a file, not a function: give {name}:FUNCTION{_functions_in(name)}"
         return f"unknown {self.kind} {name!r}.{hint} {self._available()}"
+
+
+def _functions_in(path: str) -> str:
+    """`` (functions in it: a, b)`` for the top-level functions of the Python file ``path``, read, not run."""
+    import ast
+
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return " (the file does not exist or does not parse)" if not Path(path).is_file() else ""
+    names = [node.name for node in tree.body if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")]
+    return f" (functions in it: {', '.join(names)})" if names else " (it defines no public function)"
 
 
 def _calling_module() -> ModuleType | None:

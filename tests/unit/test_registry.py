@@ -266,3 +266,16 @@ def test_all_builtin_only_for_plain_built_in_names_and_no_third_party_pruners(mo
         assert not all_builtin(pruners, archs, datasets)
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint("vendor", "vendor_pkg")])
     assert not all_builtin(["random"], ["lenet5"], ["mnist5k"])  # it could clash with a built-in name
+
+
+def test_a_file_spec_without_its_function_names_the_functions_in_it(registry, tmp_path, monkeypatch):
+    (tmp_path / "my_pruners.py").write_text("def mine(m, a, d):\n    pass\n\n\ndef _helper():\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        SpecError,
+        match=r"'my_pruners.py' names a file, not a function: give my_pruners.py:FUNCTION "
+        r"\(functions in it: mine\)$",
+    ):
+        registry.resolve("my_pruners.py")
+    with pytest.raises(SpecError, match=r"'absent.py' names a file.*\(the file does not exist or does not parse\)"):
+        registry.resolve("absent.py")
