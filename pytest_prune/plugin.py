@@ -264,10 +264,29 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     settings = config.stash[SETTINGS]
     if settings.conformance:
         items.extend(_PackagedModule.collect_suite(session, "pytest_prune.conformance", "pytest-prune-conformance"))
-    if settings.bench or (settings.pruners_given and not settings.conformance and not any(map(_uses_fixtures, items))):
+    # --prune-pruner on the command line alone asks for a benchmark; its ini twin only configures one, so a
+    # `pytest tests/unit` in a project that sets prune_pruner runs no benchmark
+    implied = config.getoption("prune_pruner") is not None and not settings.conformance
+    if settings.bench or (implied and not any(map(_uses_fixtures, items))):
         items.extend(_PackagedModule.collect_suite(session, "pytest_prune.bench", BENCH_NODEID))
     if hasattr(config, "workerinput") and any(map(_uses_fixtures, items)):
         _costliest_first(items)
+
+
+MATRIX_OPTIONS = ("prune_dataset", "prune_arch", "prune_compression", "prune_schedule", "prune_repeats")
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list) -> str | None:
+    """Matrix options given where nothing was collected: say what runs the benchmark (pytest would only say
+    "no tests ran")."""
+    given = [name for name in MATRIX_OPTIONS if config.getoption(name) is not None]
+    if items or not given:
+        return None
+    flags = ", ".join("--" + name.replace("_", "-") for name in given)
+    return (
+        f"pytest-prune: {flags} chose a matrix, but nothing runs it: add --prune-bench (or --prune-pruner) to run "
+        "the built-in benchmark, or write tests that request prune_result"
+    )
 
 
 def _costliest_first(items: list) -> None:

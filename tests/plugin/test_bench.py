@@ -289,3 +289,30 @@ def test_without_prune_options_the_plugin_stays_out_of_the_way(pytester, xdist):
     result = pytester.runpytest(*xdist)
     result.assert_outcomes(passed=1)
     assert "pytest-prune" not in result.stdout.str()
+
+
+def test_an_ini_pruner_list_configures_but_runs_no_benchmark_of_its_own(pytester):
+    """`prune_pruner` in the ini file chooses the benchmark's pruners; `pytest tests/unit` still runs only the
+    unit tests. On the command line --prune-pruner implies --prune-bench."""
+    pytester.makeini(
+        """
+        [pytest]
+        prune_dataset = digits
+        prune_arch = lenet300_100
+        prune_pruner = global_magnitude
+        prune_compression = 2
+        prune_epochs = 0
+        """
+    )
+    pytester.makepyfile(test_unit="def test_ok():\n    assert True\n")
+    pytester.runpytest("-p", "no:randomly", "test_unit.py").assert_outcomes(passed=1)
+    result = pytester.runpytest("-p", "no:randomly", "--prune-pruner=random", "--co", "-q")
+    result.stdout.fnmatch_lines(["*test_prune[[]digits-lenet300_100-random-2x[]]*"])
+
+
+def test_matrix_options_with_nothing_to_run_them_say_what_would(pytester):
+    result = pytester.runpytest("--prune-dataset=digits", "--prune-compression=4")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines(
+        ["pytest-prune: --prune-dataset, --prune-compression chose a matrix, but nothing runs it: add --prune-bench*"]
+    )
