@@ -55,6 +55,7 @@ def _train(args: argparse.Namespace) -> int:
     if problem := unwritable(Path(args.out)):  # before hours of training that could not be saved
         print(f"pytest-prune train: --out {args.out}: {problem}", file=sys.stderr)
         return 2
+    _not_read_note("train", Path(args.out))  # before hours of training, too
     root = args.data_root or os.environ.get("PYTEST_PRUNE_DATA")
     for dataset_name, arch in pairs:
         recipe = RECIPES[args.recipe] if args.recipe else pretrain_recipe(dataset_name, arch)
@@ -96,6 +97,19 @@ def _output_refused(command: str, args: argparse.Namespace) -> bool:
     return problem is not None
 
 
+def _not_read_note(command: str, folder: Path) -> None:
+    """Tell when ``folder`` is not the one the plugin reads shipped weights and expectations from."""
+    from .reference import reference_dir
+
+    if folder.resolve() != reference_dir().resolve():
+        print(
+            f"note: pytest-prune reads shipped weights and expectations from {reference_dir()}, not {folder}: "
+            f"run `pytest-prune {command}` from a checkout of pytest-prune to change what ships (elsewhere "
+            "the first run of a pair trains its reference and caches it)",
+            file=sys.stderr,
+        )
+
+
 def _expect(args: argparse.Namespace) -> int:
     from .thresholds import expectations_from_results
 
@@ -108,6 +122,7 @@ def _expect(args: argparse.Namespace) -> int:
         print(f"pytest-prune expect: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {written} expectations to {args.output}")
+    _not_read_note("expect", Path(args.output).parent)
     seeds = json.loads(Path(args.output).read_text())["conditions"]["seeds"]
     if len(seeds) == 1:
         print(

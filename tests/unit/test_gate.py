@@ -334,3 +334,18 @@ def test_a_folder_an_unreadable_file_and_an_empty_baseline_are_named(tmp_path, c
     (tmp_path / "now.json").write_text(json.dumps(document()))
     assert main(["compare", str(empty), str(tmp_path / "now.json")]) == 2
     assert "holds no result records" in capsys.readouterr().err
+
+
+def test_train_says_when_its_folder_is_not_the_one_the_plugin_reads(tmp_path, capsys, monkeypatch):
+    from pytest_prune import cli
+
+    monkeypatch.setattr("pytest_prune.reference.write_reference", lambda *args, **kwargs: {"top1": 0.5, "file": "w.pt"})
+    assert cli.main(["train", "--dataset", "digits", "--arch", "lenet300_100", "--out", str(tmp_path / "refs")]) == 0
+    err = capsys.readouterr().err
+    assert f"pytest-prune reads shipped weights and expectations from {cli_reference_dir()}, not {tmp_path}" in err
+
+
+def cli_reference_dir():
+    from pytest_prune.reference import reference_dir
+
+    return reference_dir()
