@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import ARCHITECTURES, architecture
+from .errors import MissingExtra
+from .registry import ARCHITECTURES, SpecError, architecture
 
 
 def _classifier(in_features: int, num_classes: int) -> nn.Linear:
@@ -231,13 +232,13 @@ def torchvision_architecture(model_name: str) -> Callable[[Sequence[int], int], 
         try:
             from torchvision import models
         except Exception as exc:  # its CUDA wheels raise more than ImportError beside a CPU torch
-            raise ImportError(
+            raise MissingExtra(
                 f"architecture 'tv:{model_name}' needs torchvision (pip install 'pytest-prune[vision]'): "
                 f"{type(exc).__name__}: {exc}"
             ) from None
         available = sorted(models.list_models(module=models))
         if model_name not in available:
-            raise ValueError(
+            raise SpecError(
                 f"architecture 'tv:{model_name}': torchvision has no classification model {model_name!r}; "
                 f"available: {', '.join(available)}"
             )

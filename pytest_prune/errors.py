@@ -10,3 +10,7 @@ class NotApplicable(ValueError):
     example and draws another, so a pruner is only checked where it applies (one that applies nowhere still
     fails hypothesis's health check).
     """
+
+
+class MissingExtra(ImportError):
+    """A feature needs an optional extra that is not installed (or does not import); the message names the extra."""

@@ -82,14 +82,17 @@ def _prune_cell(prune_case: Case, _prune_store: Store) -> Cell:
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that name a problem with the user's input (data, weights, a name or spec, a setting, a recipe
-    that diverges) and what to do: their message is the whole report, without the harness's traceback."""
+    that diverges, a pruner's masks, a missing extra) and what to do: their message is the whole report,
+    without the harness's traceback."""
     from .data.disk import DataError
+    from .errors import MissingExtra
+    from .masks import MaskError
     from .reference import WeightsError
     from .registry import SpecError
     from .settings import SettingsError
     from .train import Diverged
 
-    return DataError, WeightsError, SpecError, SettingsError, Diverged
+    return DataError, WeightsError, SpecError, SettingsError, Diverged, MaskError, MissingExtra
 
 
 def _run(cell: Cell, record: dict[str, Any], stage: str) -> Any:

@@ -272,8 +272,8 @@ class Cell(CachedStages):
                 raise PrunerError(
                     f"pruner {case.pruner!r} raised {type(exc).__name__}: {exc} (cell {where}, amount {amount:.4f})"
                 ) from exc
-            masks = derive_masks(work, returned, before)
             try:
+                masks = derive_masks(work, returned, before)
                 check_contract(work, masks, before)
             except MaskError as exc:
                 raise MaskError(f"{where}: pruner {case.pruner!r}: {exc}") from None

@@ -307,3 +307,19 @@ def test_a_torch_prune_pruner_s_models_keep_the_parameter_order_through_the_cell
     warm = pytester.runpytest_subprocess(*args)
     warm.assert_outcomes(passed=1)
     warm.stdout.fnmatch_lines(["*1 from the cache*"])
+
+
+def test_a_pruner_s_bad_masks_are_reported_in_one_line_naming_the_cell(pytester):
+    pytester.makepyfile(bad=BAD)
+    result = pytester.runpytest(
+        *FAST, "--prune-pruner=bad.py:wrong_shape,bad.py:returns_list", "--prune-compression=8", "--prune-json=out.json"
+    )
+    result.assert_outcomes(errors=2)
+    by_pruner = {r["pruner"]: r for r in records(pytester.path / "out.json")}
+    assert (
+        "digits-lenet300_100-returns_list-8x: pruner 'returns_list': pruner returned a list"
+        in (by_pruner["returns_list"]["error"])
+    )
+    out = result.stdout.str()
+    assert "MaskError: digits-lenet300_100-wrong_shape-8x: pruner 'wrong_shape': mask for 'fc1.weight'" in out
+    assert "pipeline.py" not in out and "staging.py" not in out  # no harness traceback
