@@ -61,9 +61,8 @@ def build_matrix(settings: Settings) -> list[Case]:
     load_builtins()
     datasets = [n for spec in settings.datasets for n in DATASETS.resolve(spec)]
     archs = [n for spec in settings.archs for n in ARCHITECTURES.resolve(spec)]
-    pruners: list[str] = []
-    for spec in settings.pruners:
-        pruners += [n for n in PRUNERS.resolve(spec) if n not in pruners]
+    resolved = [n for spec in settings.pruners for n in PRUNERS.resolve(spec)]
+    pruners = list(dict.fromkeys(PRUNERS.canonical(n) for n in resolved))  # after every SPEC: clashes renamed
     return [
         Case(d, a, p, c, seed, repeated=settings.repeats > 1)
         for d in dict.fromkeys(datasets)

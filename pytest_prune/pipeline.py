@@ -277,7 +277,8 @@ class Cell(CachedStages):
                 check_contract(work, masks, before)
             except MaskError as exc:
                 raise MaskError(f"{where}: pruner {case.pruner!r}: {exc}") from None
-            masks = combine(masks, previous, held)
+            device = {name: p.device for name, p in model.named_parameters()}  # the pruner may have moved its copy
+            masks = combine({name: mask.to(device[name]) for name, mask in masks.items()}, previous, held)
             MaskEnforcer(model, masks)()
             seconds = self.fields.setdefault("seconds", {})
             seconds["prune"] = round(seconds.get("prune", 0.0) + time.perf_counter() - start, 4)
@@ -312,10 +313,10 @@ class Cell(CachedStages):
         enforce = MaskEnforcer(model, masks)
         recipe = settings.finetune_recipe
         with self._threads:
-            seed_everything(self.case.seed)
+            seed = finetune_seed(self.case.seed, round_)
+            seed_everything(seed)  # dropout and other draws differ between rounds too
             start = time.perf_counter()
             label = f"{self.case.id}: finetuning"
-            seed = finetune_seed(self.case.seed, round_)
             train(model, data, recipe, seed, enforce, self.store.progress.callback(label, recipe.epochs))
             seconds = self.fields.setdefault("seconds", {})
             seconds["finetune"] = round(seconds.get("finetune", 0.0) + time.perf_counter() - start, 4)

@@ -112,7 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = _check_device(settings, getattr(config, "workerinput", {}).get("workerid"))
     config.stash[SETTINGS] = settings
     config.pluginmanager.register(fixtures, "pytest_prune.fixtures")
-    explicit = settings.bench or settings.conformance or settings.pruners_given
+    explicit = settings.bench or settings.conformance or config.getoption("prune_pruner") is not None
     if (explicit or config.getoption("prune_dataset") or config.getoption("prune_arch")) and not _names_known(config):
         _matrix(config)  # explicit names: a typo is a usage error before anything runs
     if not hasattr(config, "workerinput"):  # the controller (or a plain run) gathers records
@@ -276,16 +276,18 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 MATRIX_OPTIONS = ("prune_dataset", "prune_arch", "prune_compression", "prune_schedule", "prune_repeats")
 
 
-def pytest_report_collectionfinish(config: pytest.Config, items: list) -> str | None:
-    """Matrix options given where nothing was collected: say what runs the benchmark (pytest would only say
-    "no tests ran")."""
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Matrix options given on the command line of a run in which no cell ran, and no --prune-bench: say what runs
+    the benchmark (pytest would only say "no tests ran", or nothing when other tests ran)."""
+    collector = config.pluginmanager.get_plugin("pytest_prune.collector")  # the controller's, or a plain run's
     given = [name for name in MATRIX_OPTIONS if config.getoption(name) is not None]
-    if items or not given:
-        return None
+    settings = config.stash.get(SETTINGS, None)
+    if collector is None or collector.records or not given or settings is None or settings.bench:
+        return
     flags = ", ".join("--" + name.replace("_", "-") for name in given)
-    return (
-        f"pytest-prune: {flags} chose a matrix, but nothing runs it: add --prune-bench (or --prune-pruner) to run "
-        "the built-in benchmark, or write tests that request prune_result"
+    terminalreporter.write_line(
+        f"pytest-prune: {flags} chose a matrix, but no cell ran: add --prune-bench (or --prune-pruner) to run the "
+        "built-in benchmark, or write tests that request prune_result"
     )
 
 

@@ -52,6 +52,8 @@ class Registry:
         self._broken: dict[str, Broken] = {}
         self._providers: dict[str, Callable[[str], Callable[..., Any]]] = {}
         self._homes: dict[str, ModuleType] = {}  # the user module that registered each factory, or a SPEC named
+        self._by_spec: dict[str, str] = {}  # a bare name a SPEC's function took → that SPEC
+        self._renamed: dict[str, str] = {}  # a bare name given up for its SPEC when another SPEC's function clashed
 
     def add_provider(self, prefix: str, make: Callable[[str], Callable[..., Any]]) -> None:
         """Names ``prefix:REST`` resolve on first use to ``make(REST)`` (e.g. ``tv:resnet18``)."""
@@ -164,10 +166,23 @@ class Registry:
         current = self._entries.get(name)
         if current is not None and current is not fn and _clash(current, fn):
             # the name is taken (a built-in ``random``, a function of that name in another file): the SPEC
-            # itself names this one, so two files' ``prune`` functions compare side by side
+            # names this one, so two files' ``prune`` functions compare side by side; another SPEC's function
+            # that took the bare name goes by its SPEC too, so names do not depend on the SPECs' order
+            if (first := self._by_spec.pop(name, None)) is not None:
+                self._entries[first] = self._entries.pop(name)
+                if name in self._homes:
+                    self._homes[first] = self._homes.pop(name)
+                self._renamed[name] = first
             name = spec
+        elif current is None:
+            self._by_spec[name] = spec
         self.register(fn, name, home=module)
         return name
+
+    def canonical(self, name: str) -> str:
+        """``name`` as it stands after every SPEC resolved so far: a bare name given up when another SPEC's
+        function of that name came (``_resolve_import``) is its SPEC's."""
+        return self._renamed.get(name, name)
 
     def _break(self, spec: str, message: str) -> str:
         """Record a SPEC that gives no function under the SPEC itself: its cells error with ``message``, and
@@ -378,9 +393,12 @@ def load_entry_points(group: str = ENTRY_POINT_GROUP) -> list[str]:
             if name is None:
                 try:
                     PRUNERS.register(target, point.name, home=None)  # its own module defines it
-                except SpecError as exc:
+                except SpecError:
+                    distribution = point.dist.name if point.dist is not None else "an unknown distribution"
                     warnings.warn(
-                        f"pytest-prune: entry point {point.name!r} ({point.value}) is not available: {exc}",
+                        f"pytest-prune: entry point {point.name!r} ({point.value}) of distribution {distribution!r} "
+                        f"is not available: the pruner name {point.name!r} is taken by "
+                        f"{_origin(PRUNERS.get(point.name))}; the distribution must rename its entry point",
                         EntryPointWarning,
                         stacklevel=2,
                     )

@@ -103,18 +103,16 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _find(folder: Path, stem: str) -> Path | None:
+def _find(folder: Path, stem: str, inside: bool = True) -> Path | None:
     """The IDX file ``stem`` in ``folder``: raw or ``.gz``, named with a dot before ``idx`` as some mirrors name
-    it (``train-images.idx3-ubyte``), or inside a folder of its own name, as some archives unpack."""
+    it (``train-images.idx3-ubyte``), or (``inside``) in a folder of its own name, as some archives unpack."""
     names = [stem, stem.replace("-idx", ".idx")]
     for name in names:
         for candidate in (folder / name, folder / f"{name}.gz"):
             if candidate.is_file():
                 return candidate
-            if candidate.is_dir():
-                inner = _find(candidate, stem)
-                if inner is not None:
-                    return inner
+            if inside and candidate.is_dir() and (found := _find(candidate, stem, inside=False)) is not None:
+                return found
     return None
 
 
@@ -199,7 +197,8 @@ def idx_dataset(name: str, root: Path | None) -> ImageDataset:
     base = require_root(root, name, layout)
     paths = _idx_paths(name, [base / f for f in IDX_FOLDERS[name]], layout)
     arrays = [read_idx(p) for p in paths]
-    _check_family(name, base, paths[0], arrays[0])
+    for path, images in ((paths[0], arrays[0]), (paths[2], arrays[2])):
+        _check_family(name, base, path, images)
     splits = []
     for (images, labels), (image_path, label_path) in (
         ((arrays[0], arrays[1]), (paths[0], paths[1])),

@@ -62,6 +62,8 @@ def samples(split: Path, classes: list[str] | None, layout: str) -> tuple[list[s
     if classes is not None and (annotated := _annotated(split, classes, layout)) is not None:
         return classes, annotated
     found = class_folders(split)
+    if not found:
+        raise DataError(f"dataset 'imagenet': {split} holds no class folders; expected layout: {layout}")
     if classes is not None and found != classes:
         missing, extra = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
         said = [f"lacks {len(missing)} of train's classes ({', '.join(missing[:5])})" if missing else ""]

@@ -265,7 +265,9 @@ def leaderboard(
             lines += ["", f"![{title}]({file if re.fullmatch(r'[A-Za-z0-9._/-]+', file) else f'<{file}>'})"]
         errors = [error for r in rows for error in r["errors"]]
         if errors:
-            outcomes = {error.split(": ", 2)[1] for error in errors}  # "id: outcome: message" (``summarise``)
+            outcomes = {
+                r["outcome"] for r in records if r.get("error") and (r["dataset"], r["arch"]) == (dataset, arch)
+            }
             heading = (
                 "Errors:" if "failed" not in outcomes else "Failures:" if len(outcomes) == 1 else "Failures and errors:"
             )

@@ -311,8 +311,13 @@ def test_an_ini_pruner_list_configures_but_runs_no_benchmark_of_its_own(pytester
 
 
 def test_matrix_options_with_nothing_to_run_them_say_what_would(pytester):
+    line = "pytest-prune: --prune-dataset, --prune-compression chose a matrix, but no cell ran: add --prune-bench*"
     result = pytester.runpytest("--prune-dataset=digits", "--prune-compression=4")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
-    result.stdout.fnmatch_lines(
-        ["pytest-prune: --prune-dataset, --prune-compression chose a matrix, but nothing runs it: add --prune-bench*"]
-    )
+    result.stdout.fnmatch_lines([line])
+    pytester.makepyfile(test_unit="def test_ok():\n    assert True\n")  # other tests ran: still said
+    result = pytester.runpytest("--prune-dataset=digits", "--prune-compression=4")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([line])
+    quiet = pytester.runpytest("--prune-bench", "--prune-dataset=digits", "--prune-compression=4", "-k", "nomatch")
+    assert "no cell ran" not in quiet.stdout.str()  # the benchmark was asked for; -k chose none of it

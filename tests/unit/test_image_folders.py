@@ -102,7 +102,12 @@ def test_tiny_imagenet_s_annotated_val_folder_loads(tmp_path):
 def test_a_missing_split_or_a_flat_val_folder_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="imagenet/train is not a folder"):
         load_dataset("imagenet", tmp_path)
-    (tmp_path / "imagenet" / "train" / "n01440764").mkdir(parents=True)
+    (tmp_path / "imagenet" / "train").mkdir(parents=True)
+    (tmp_path / "imagenet" / "val").mkdir()
+    with pytest.raises(DataError, match=r"imagenet/train holds no class folders; expected layout"):
+        load_dataset("imagenet", tmp_path)
+    (tmp_path / "imagenet" / "val").rmdir()
+    (tmp_path / "imagenet" / "train" / "n01440764").mkdir()
     (tmp_path / "imagenet" / "val").mkdir()
     for i in (1, 2):
         (tmp_path / "imagenet" / "val" / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(b"")

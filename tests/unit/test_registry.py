@@ -127,11 +127,15 @@ def test_a_spec_whose_function_name_is_taken_is_named_by_the_spec(registry, tmp_
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "p.py").write_text(f"def prune(model, amount, data):\n    return {value}\n")
     monkeypatch.chdir(tmp_path)
-    assert registry.resolve("a/p.py:prune") == ["prune"]
+    assert registry.resolve("a/p.py:prune") == ["prune"]  # alone, a SPEC's function takes its own name
     assert registry.resolve("b/p.py:prune") == ["b/p.py:prune"]
+    assert registry.canonical("prune") == "a/p.py:prune"  # both go by their SPECs, whichever came first
     assert registry.resolve("b/p.py:prune") == ["b/p.py:prune"]  # resolved again: the same entry
-    assert (registry.get("prune")(None, 0, None), registry.get("b/p.py:prune")(None, 0, None)) == (1, 2)
-    assert registry.resolve("a/p.py:prune") == ["prune"]
+    assert registry.resolve("a/p.py:prune") == ["a/p.py:prune"]
+    assert (registry.get("a/p.py:prune")(None, 0, None), registry.get("b/p.py:prune")(None, 0, None)) == (1, 2)
+    other = Registry("pruner")  # the other order, as the matrix resolves: every SPEC, then the names
+    resolved = [n for spec in ("b/p.py:prune", "a/p.py:prune") for n in other.resolve(spec)]
+    assert [other.canonical(n) for n in resolved] == ["b/p.py:prune", "a/p.py:prune"]
 
 
 @pytest.mark.parametrize(
@@ -221,7 +225,7 @@ def test_an_entry_point_whose_name_is_taken_only_warns(monkeypatch):
 
     points = [FakeEntryPoint("random", "vendor_pkg:random", target=random)]
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "g" else [])
-    with pytest.warns(registry.EntryPointWarning, match="'random' .* is not available: pruner name 'random' is"):
+    with pytest.warns(registry.EntryPointWarning, match="'random' .* is not available: the pruner name 'random' is ta"):
         assert registry.load_entry_points("g") == []
     assert registry.PRUNERS.get("random") is not random
 
