@@ -31,12 +31,8 @@ __all__ = [
 
 
 def finetune_seed(seed: int, round_: int = 1) -> int:
-    """The training seed of a cell's finetuning (round ``round_`` of its schedule), from its seed.
-
-    ``train`` orders epoch e by ``seed + e``, so consecutive seeds would share all but one epoch order
-    (seed s's epoch 1 is seed s+1's epoch 0): repeats would be correlated and their spread understated. A
-    hash keeps every (seed, round) apart.
-    """
+    """The training seed of a cell's finetuning (round ``round_`` of its schedule), from its seed: the rounds of
+    an iterative schedule, and the repeats' seeds, each train on batch orders of their own (``train``)."""
     return zlib.crc32(f"finetune/{seed}/{round_}".encode())
 
 
@@ -101,9 +97,10 @@ def train(
     model.train()
     loss = torch.zeros(())
     for epoch in range(recipe.epochs):
-        # a new order (and new augmentation draws) each epoch, the same for the same seed
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        for inputs, targets in Batches(data.train_x, data.train_y, recipe.batch_size, seed + epoch):
+        # a new order (and new augmentation draws) each epoch, the same for the same seed; seed s's orders
+        # are seeded s·100003 + epoch, so no two seeds share one (seed 0's are 0, 1, …, as they always were)
+        generator = torch.Generator().manual_seed(zlib.crc32(f"augment/{seed}/{epoch}".encode()))
+        for inputs, targets in Batches(data.train_x, data.train_y, recipe.batch_size, seed * 100_003 + epoch):
             if data.augmentation:
                 inputs = augment_batch(inputs, data.augmentation, data.normalisation, generator)
             optimizer.zero_grad(set_to_none=True)

@@ -53,6 +53,7 @@ def test_returned_dict_masks_zero_the_weights(tiny_mlp):
     assert (tiny_mlp[0].weight[:, :4] == 0).all() and (tiny_mlp[0].weight[:, 4:] != 0).all()
 
 
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 @pytest.mark.parametrize("layout", ["coo", "csr"])
 def test_a_sparse_mask_reads_as_its_dense_form(tiny_mlp, layout):
     mask = torch.ones(16, 8)

@@ -41,3 +41,25 @@ def test_training_that_diverges_raises_instead_of_returning_nan_weights():
     with pytest.raises(Diverged, match=r"training diverged: the loss is (nan|inf) after epoch 2 of 2 .*lr 1e\+38"):
         train(model, data, replace(FINETUNE, lr=1e38), seed=0)
     assert train(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), data, FINETUNE, seed=0) < 2  # a sane one trains
+
+
+def test_no_two_seeds_share_a_batch_order(monkeypatch):
+    """The separately trained reference (seed 1) against its parent (seed 0): with epoch e ordered by seed + e
+    they shared every order but one. Seed 0 keeps the orders 0, 1, … the shipped parents were trained with."""
+    import pytest_prune.train as module
+
+    seen: dict[int, list[int]] = {}
+
+    class Recorded(module.Batches):
+        def __iter__(self):
+            seen.setdefault(current, []).append(self.seed)
+            return super().__iter__()
+
+    monkeypatch.setattr(module, "Batches", Recorded)
+    x = torch.randn(16, 1, 4, 4)
+    y = torch.arange(16) % 3
+    data = ImageDataset(x, y, x, y, num_classes=3)
+    for current in (0, 1, 2):
+        train(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), data, replace(FINETUNE, epochs=3), seed=current)
+    assert seen[0] == [0, 1, 2]
+    assert not set(seen[0]) & set(seen[1]) and not set(seen[1]) & set(seen[2])
