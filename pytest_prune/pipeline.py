@@ -43,8 +43,7 @@ from .train import evaluate, finetune_seed, seed_everything, torch_state_kept, t
 
 CELL_CACHE_SIZE = 8
 PRUNING_BATCH = 128
-"""Batch size of the training batches a pruner gets (``data``): fixed, so a pruner that reads batches (gradient or
-activation scores) chooses the same weights whichever finetuning recipe runs."""
+"""Batch size of a pruner's ``data``: fixed, so gradient or activation scores do not follow the finetuning recipe."""
 
 
 class PrunerError(RuntimeError):
@@ -258,10 +257,8 @@ class Cell(CachedStages):
         fn = PRUNERS.get(case.pruner)
         batches = Batches(data.train_x, data.train_y, PRUNING_BATCH, case.seed)
         before = {name: p.detach().clone() for name, p in model.named_parameters()}
-        # the pruner works on a copy and only its masks reach ``model``: buffers it recalibrated, hooks,
-        # frozen parameters, a dtype or mode it set, the parameter order torch's prune.remove leaves are not
-        # the pruner's choice of weights, and would differ between a fresh and a cached cell
-        work = copy.deepcopy(model)
+        work = copy.deepcopy(model)  # only its masks reach ``model``: not BatchNorm statistics, hooks, frozen
+        # parameters, a dtype or mode the pruner set, nor the parameter order torch's prune.remove leaves
         with self._threads:
             seed_everything(case.seed)
             start = time.perf_counter()

@@ -20,8 +20,9 @@ from . import fixtures
 from .files import output_problem, unwritable, user_path
 from .fixtures import PUBLIC_FIXTURES
 from .options import OPTIONS, ROBUSTNESS_ONLY
-from .registry import SpecError, all_builtin, is_import_spec, is_path_target
+from .registry import SpecError, all_builtin
 from .settings import Settings, SettingsError, build, resolve_device, shared_device, split_list
+from .spec_imports import is_import_spec, is_path_target
 
 SETTINGS = pytest.StashKey[Settings]()
 MATRIX = pytest.StashKey[list]()

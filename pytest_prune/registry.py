@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any, TypeVar, overload
 
-from .files import user_path
+from .spec_imports import functions_in, import_target, is_import_spec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -147,7 +147,7 @@ class Registry:
     def _resolve_import(self, spec: str) -> str:
         target, _, attr = spec.rpartition(":")
         try:
-            module = _import_target(target)
+            module = import_target(target)
             fn = getattr(module, attr)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
@@ -199,20 +199,8 @@ class Registry:
         if len(name.split()) > 1:  # "random global_magnitude": a SPEC list splits on commas, keeping paths' spaces
             hint += " Separate several with commas."
         if name.endswith(".py"):
-            return f"{self.kind} SPEC {name!r} names a file, not a function: give {name}:FUNCTION{_functions_in(name)}"
+            return f"{self.kind} SPEC {name!r} names a file, not a function: give {name}:FUNCTION{functions_in(name)}"
         return f"unknown {self.kind} {name!r}.{hint} {self._available()}"
-
-
-def _functions_in(path: str) -> str:
-    """`` (functions in it: a, b)`` for the top-level functions of the Python file ``path``, read, not run."""
-    import ast
-
-    try:
-        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
-        return " (the file does not exist or does not parse)" if not Path(path).is_file() else ""
-    names = [node.name for node in tree.body if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")]
-    return f" (functions in it: {', '.join(names)})" if names else " (it defines no public function)"
 
 
 def _calling_module() -> ModuleType | None:
@@ -244,41 +232,6 @@ def _definition(fn: Callable[..., Any]) -> tuple[str, str, str] | None:
     with contextlib.suppress(OSError, RuntimeError):
         return str(Path(code.co_filename).resolve()), str(code.co_firstlineno), inner.__qualname__
     return None
-
-
-def is_import_spec(spec: str) -> bool:
-    target, sep, attr = spec.rpartition(":")
-    # "C:\\x.py" has no function part after the colon; a real SPEC has an identifier there.
-    return bool(sep and target and attr.isidentifier())
-
-
-def is_path_target(target: str) -> bool:
-    """Whether the part of an import SPEC before its colon names a file (``path.py``), not a module."""
-    return target.endswith(".py") or "/" in target or "\\" in target
-
-
-def _import_target(target: str) -> Any:
-    if is_path_target(target):
-        path = user_path(target).resolve()
-        if not path.is_file():
-            raise FileNotFoundError(f"no such file {str(path)!r}")
-        name = "pytest_prune_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-        if name in sys.modules:
-            return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {path}")
-        if str(path.parent) not in sys.path:  # its sibling modules import; appended, so that they shadow
-            sys.path.append(str(path.parent))  # nothing installed (`python path.py` would put it first)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-        return module
-    return importlib.import_module(target)
 
 
 PRUNERS = Registry("pruner")
