@@ -283,7 +283,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     collector = config.pluginmanager.get_plugin("pytest_prune.collector")  # the controller's, or a plain run's
     given = [name for name in MATRIX_OPTIONS if config.getoption(name) is not None]
     settings = config.stash.get(SETTINGS, None)
-    if collector is None or collector.records or not given or settings is None or settings.bench:
+    if (
+        collector is None
+        or collector.records
+        or not given
+        or settings is None
+        or settings.bench
+        or settings.conformance
+    ):
         return
     flags = ", ".join("--" + name.replace("_", "-") for name in given)
     terminalreporter.write_line(

@@ -41,7 +41,6 @@ class Settings:
     bench: bool = False
     conformance: bool = False
     pruners: tuple[str, ...] = DEFAULT_PRUNERS
-    pruners_given: bool = False
     datasets: tuple[str, ...] = DEFAULT_DATASETS
     archs: tuple[str, ...] = DEFAULT_ARCHS
     compressions: tuple[float, ...] = DEFAULT_COMPRESSIONS
@@ -276,7 +275,7 @@ def build(raw: dict[str, Any]) -> Settings:
     pruners = _listed(raw, "pruner", spaces=False)
     settings: dict[str, Any] = {"bench": bool(raw.get("bench")), "conformance": bool(raw.get("conformance"))}
     if pruners:
-        settings["pruners"], settings["pruners_given"] = pruners, True
+        settings["pruners"] = pruners
     for key, attr in (("dataset", "datasets"), ("arch", "archs")):
         if values := _listed(raw, key, spaces=False):
             settings[attr] = values
