@@ -75,6 +75,7 @@ class Registry:
         defined elsewhere (made by a factory, or wrapped).
         """
         key = name or fn.__name__
+        self._check_signature(fn, key)
         current = self._entries.get(key)
         if current is not None and _origin(current) != _origin(fn):
             if not _clash(current, fn):
@@ -91,6 +92,24 @@ class Registry:
         if home is not None and home.__name__.partition(".")[0] != "pytest_prune":  # not a built-in's module
             self._homes[key] = home
         return fn
+
+    def _check_signature(self, fn: Callable[..., Any], name: str) -> None:
+        """A pruner must take (model, amount, data) and an architecture (input_shape, num_classes): say so when it
+        is registered, not as a TypeError in every cell that calls it."""
+        arguments = {"pruner": ("model", "amount", "data"), "architecture": ("input_shape", "num_classes")}
+        wanted = arguments.get(self.kind)
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):  # a builtin without a signature: nothing to check
+            return
+        if wanted is not None:
+            try:
+                signature.bind(*wanted)
+            except TypeError:
+                raise SpecError(
+                    f"{self.kind} {name!r} takes {signature}; {'an' if self.kind[0] in 'aeiou' else 'a'} {self.kind} "
+                    f"is called as {name}({', '.join(wanted)})"
+                ) from None
 
     def home(self, name: str) -> ModuleType | None:
         """The user module that registered ``name`` or that its SPEC named, if known (``register``)."""

@@ -37,8 +37,9 @@ def test_a_clash_between_two_functions_is_an_error(registry):
         registry.register(two, "same")
 
 
-def test_a_user_function_registered_before_a_builtin_of_its_name_is_the_one_told_to_move(registry):
+def test_a_user_function_registered_before_a_builtin_of_its_name_is_the_one_told_to_move():
     """A root conftest registers before the built-ins load: the clash still names the user's function."""
+    registry = Registry("dataset")
 
     def cifar10(root=None): ...
 
@@ -283,3 +284,22 @@ def test_a_file_spec_without_its_function_names_the_functions_in_it(registry, tm
         registry.resolve("my_pruners.py")
     with pytest.raises(SpecError, match=r"'absent.py' names a file.*\(the file does not exist or does not parse\)"):
         registry.resolve("absent.py")
+
+
+def test_a_factory_that_cannot_take_its_arguments_is_refused_when_registered():
+    architectures, pruners = Registry("architecture"), Registry("pruner")
+
+    def noargs():
+        return None
+
+    with pytest.raises(
+        SpecError,
+        match=r"architecture 'noargs' takes \(\); an architecture is called as "
+        r"noargs\(input_shape, num_classes\)",
+    ):
+        architectures.register(noargs)
+    with pytest.raises(SpecError, match=r"pruner 'two' takes \(model, amount\); a pruner is called as two\(model"):
+        pruners.register(lambda model, amount: None, "two")
+    pruners.register(lambda model, amount, data, scale=1.0: None, "defaults")  # extra defaults are fine
+    pruners.register(functools.partial(lambda model, amount, data, k: None, k=2), "partial")
+    architectures.register(lambda *args: None, "star")
