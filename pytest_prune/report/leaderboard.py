@@ -178,6 +178,14 @@ def _worst_text(shifts: list[dict[str, Any]]) -> str:
     return f"{_potential_text(worst)} ({names})"
 
 
+def _errors_heading(records: list[dict[str, Any]], dataset: str, arch: str) -> str:
+    """The heading of a board's list of cells that did not pass: failed ones (below their threshold) are not errors."""
+    outcomes = {r["outcome"] for r in records if r.get("error") and (r["dataset"], r["arch"]) == (dataset, arch)}
+    if "failed" not in outcomes:
+        return "Errors:"
+    return "Failures:" if outcomes == {"failed"} else "Failures and errors:"
+
+
 def _excess_text(r: dict[str, Any] | None) -> str:
     if r is None or r.get("excess_error") is None:
         return "—"
@@ -265,13 +273,7 @@ def leaderboard(
             lines += ["", f"![{title}]({file if re.fullmatch(r'[A-Za-z0-9._/-]+', file) else f'<{file}>'})"]
         errors = [error for r in rows for error in r["errors"]]
         if errors:
-            outcomes = {
-                r["outcome"] for r in records if r.get("error") and (r["dataset"], r["arch"]) == (dataset, arch)
-            }
-            heading = (
-                "Errors:" if "failed" not in outcomes else "Failures:" if len(outcomes) == 1 else "Failures and errors:"
-            )
-            lines += ["", heading, ""] + [f"- {_one_line(error)}" for error in errors]
+            lines += ["", _errors_heading(records, dataset, arch), ""] + [f"- {_one_line(error)}" for error in errors]
     if plot_note:
         lines += ["", f"_{plot_note}_"]
     lines += ["", "## Overall", ""]
