@@ -18,7 +18,7 @@ from torch import nn
 
 from .data.base import Batches
 from .errors import NotApplicable
-from .masks import MaskError, check_contract, count_to_remove, derive_masks, prunable_names
+from .masks import MaskEnforcer, MaskError, check_contract, combine, count_to_remove, derive_masks, prunable_names
 from .train import seed_everything
 
 AMOUNT_TOLERANCE = 0.05
@@ -111,8 +111,23 @@ def _run(fn: Callable[..., Any], model: nn.Module, amount: float, data: Batches,
     return masks
 
 
-def check_pruner(fn: Callable[..., Any], spec: ArchSpec, amount: float, batch_size: int, seed: int) -> None:
-    """Every conformance property for one pruner, architecture, amount, batch size and seed."""
+def _checked(fn: Callable[..., Any], model: nn.Module, amount: float, data: Batches, seed: int, spec: ArchSpec) -> Any:
+    """``_run`` on a copy of ``model``: a pruner that does not apply draws another example; invalid masks fail."""
+    try:
+        return _run(fn, copy.deepcopy(model), amount, data, seed)
+    except NotApplicable:
+        from hypothesis import reject
+
+        reject()  # the pruner says it does not apply here: draw another architecture
+    except MaskError as exc:
+        raise AssertionError(f"invalid masks on {spec}: {exc}") from exc
+
+
+def check_pruner(
+    fn: Callable[..., Any], spec: ArchSpec, amount: float, batch_size: int, seed: int, later: float | None = None
+) -> None:
+    """Every conformance property for one pruner, architecture, amount, batch size and seed; with ``later``,
+    also a second round to that larger amount of the model pruned to ``amount``, as an iterative schedule runs."""
     torch.manual_seed(seed)
     model = spec.build().eval()
     _randomise_batchnorm(model)
@@ -121,28 +136,32 @@ def check_pruner(fn: Callable[..., Any], spec: ArchSpec, amount: float, batch_si
     data = Batches(inputs, torch.randint(0, spec.classes, (32,), generator=generator), batch_size, seed)
     prunable = set(prunable_names(model))
     total = sum(p.numel() for name, p in model.named_parameters() if name in prunable)
+    tolerance = max(AMOUNT_TOLERANCE * total, filter_unit(model, spec.input_shape))
 
-    first = copy.deepcopy(model)
-    try:
-        masks = _run(fn, first, amount, data, seed)
-    except NotApplicable:
-        from hypothesis import reject
-
-        reject()  # the pruner says it does not apply here: draw another architecture
-    except MaskError as exc:
-        raise AssertionError(f"invalid masks on {spec}: {exc}") from exc
+    masks = _checked(fn, model, amount, data, seed, spec)
     removed = sum(int((~mask).sum()) for mask in masks.values())
     target = count_to_remove(amount, total)
-    tolerance = max(AMOUNT_TOLERANCE * total, filter_unit(model, spec.input_shape))
     assert abs(removed - target) <= tolerance, (
         f"asked to remove {amount:.3f} of {total} prunable weights ({target}), removed {removed} "
         f"(tolerance {tolerance:.0f}) on {spec}"
     )
     if amount == 0:
         assert removed == 0, f"amount 0 removed {removed} weights on {spec}"
-    again = _run(fn, copy.deepcopy(model), amount, data, seed)
+    again = _checked(fn, model, amount, data, seed, spec)
     assert set(again) == set(masks) and all(torch.equal(again[n], masks[n]) for n in masks), (
         f"not deterministic for seed {seed} on {spec}"
+    )
+    if later is None:
+        return
+    MaskEnforcer(model, masks)()  # the first round's weights are zero, as the harness leaves them
+    both = combine(_checked(fn, model, later, data, seed, spec), masks, {})
+    removed = sum(int((~mask).sum()) for mask in both.values())
+    target = count_to_remove(later, total)
+    assert abs(removed - target) <= tolerance, (
+        f"second round: asked to remove {later:.3f} of {total} prunable weights ({target}) after a first round "
+        f"removed {amount:.3f}, and the two rounds removed {removed} (tolerance {tolerance:.0f}) on {spec}; under "
+        "an iterative schedule `amount` counts every weight removed so far, so rank weights that are already "
+        "zero first"
     )
 
 
@@ -161,6 +180,21 @@ def filter_unit(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 EXAMPLES = 60
 """Hypothesis examples per pruner (architecture, amount, batch size and seed drawn together)."""
+HIGHEST_AMOUNT = 0.99
+"""The largest amount drawn: 32x, the default matrix's highest compression, asks about 0.97 of a built-in
+architecture's prunable weights."""
+
+
+def amounts() -> Any:
+    """Hypothesis strategy drawing (amount, later): half the examples one round of an amount in [0,
+    HIGHEST_AMOUNT], both ends and the high range (where the benchmark's largest compressions are) drawn
+    often; the other half two rounds, as an iterative schedule runs them: a first amount in [0.2, 0.9] and a
+    larger one."""
+    from hypothesis import strategies as st
+
+    one = st.one_of(st.just(0.0), st.floats(0.0, 0.8), st.floats(0.8, HIGHEST_AMOUNT), st.just(HIGHEST_AMOUNT))
+    two = st.floats(0.2, 0.9).flatmap(lambda first: st.tuples(st.just(first), st.floats(first, HIGHEST_AMOUNT)))
+    return st.one_of(st.tuples(one, st.none()), two)
 
 
 def test_conformance(prune_conformance_pruner: str) -> None:
@@ -184,11 +218,11 @@ def test_conformance(prune_conformance_pruner: str) -> None:
     )
     @given(
         spec=arch_specs(),
-        amount=st.one_of(st.just(0.0), st.floats(0.0, 0.8)),
+        rounds=amounts(),
         batch_size=st.sampled_from([1, 3, 16]),
         seed=st.integers(0, 2**16),
     )
-    def conforms(spec: ArchSpec, amount: float, batch_size: int, seed: int) -> None:
-        check_pruner(fn, spec, amount, batch_size, seed)
+    def conforms(spec: ArchSpec, rounds: tuple[float, float | None], batch_size: int, seed: int) -> None:
+        check_pruner(fn, spec, rounds[0], batch_size, seed, later=rounds[1])
 
     conforms()

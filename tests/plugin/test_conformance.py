@@ -45,6 +45,31 @@ def rescales(model, amount, data):
             k = round(amount * w.numel())
             w.view(-1)[w.abs().flatten().argsort()[:k]] = 0
             w.mul_(1.1)
+
+
+def _lowest(model, amount, score):
+    masks = {}
+    for name, module in model.named_modules():
+        if (module, "weight") in prunable(model):
+            w = module.weight.detach()
+            keep = torch.ones(w.numel(), dtype=torch.bool)
+            keep[score(w).flatten().argsort()[: round(amount * w.numel())]] = False
+            masks[name + ".weight"] = keep.view_as(w)
+    return masks
+
+
+@pruner
+def forgets_zeros(model, amount, data):
+    """Removes an exact count, but by random scores drawn anew for each amount, which rank the zeros of an earlier
+    round with the rest."""
+    generator = torch.Generator().manual_seed(round(amount * 10**6))
+    return _lowest(model, amount, lambda w: torch.rand(w.shape, generator=generator))
+
+
+@pruner
+def tops_out(model, amount, data):
+    """Layer magnitude that never removes more than 90% of a layer."""
+    return _lowest(model, min(amount, 0.9), torch.abs)
 '''
 
 
@@ -59,11 +84,13 @@ def test_broken_pruners_fail_with_the_property_and_the_architecture(pytester, xd
     result = pytester.runpytest(
         "--prune-conformance",
         "--prune-pruner=broken.py:only_linear,broken.py:unseeded,broken.py:rescales",
-        "--prune-pruner=global_magnitude",
+        "--prune-pruner=broken.py:forgets_zeros,broken.py:tops_out,global_magnitude",
         *xdist,
     )
-    result.assert_outcomes(passed=1, failed=3)
+    result.assert_outcomes(passed=1, failed=5)
     out = result.stdout.str()
+    assert "rank weights that are already zero first" in out  # forgets_zeros: the iterative property
+    assert "asked to remove 0.9" in out  # tops_out: the highest compressions are drawn
     assert "spec=ArchSpec(" in out and "kind='conv'" in out  # the shrunk counterexample names it
     assert "not deterministic for seed" in out
     assert "the pruner changed kept weights of" in out
