@@ -36,13 +36,21 @@ class PixelSpace:
             raise ValueError(f"normalisation {normalisation}: every std must be > 0")
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        # one mean and std for every channel: (pixels − mean) / std in one pass, as pixels · (1/std) − mean/std
+        self._affine = (-mean[0] / std[0], 1 / std[0]) if len(mean) == len(std) == 1 else None
 
     def pixels(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.mean, x, self.std)  # x·std + mean, one pass
 
     def normalised(self, pixels: torch.Tensor) -> torch.Tensor:
-        return (pixels - self.mean) / self.std
+        return self._normalise_(pixels.clone())
 
     def normalise_clamped_(self, pixels: torch.Tensor) -> torch.Tensor:
         """``normalised(pixels.clamp(0, 1))``, written over ``pixels``."""
-        return pixels.clamp_(0, 1).sub_(self.mean).div_(self.std)
+        return self._normalise_(pixels.clamp_(0, 1))
+
+    def _normalise_(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self._affine is None:
+            return pixels.sub_(self.mean).div_(self.std)
+        offset, scale = self._affine
+        return torch.add(torch.tensor(offset, dtype=pixels.dtype), pixels, alpha=scale, out=pixels)

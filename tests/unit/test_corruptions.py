@@ -399,6 +399,20 @@ def test_a_single_number_normalises_every_channel():
     assert torch.equal(space.normalised(torch.ones(1, 3, 2, 2)), torch.full((1, 3, 2, 2), 2.0))
 
 
+@pytest.mark.parametrize(("mean", "std"), [([0.1307], [0.3081]), ([0.49, 0.48, 0.45], [0.25, 0.24, 0.26])])
+def test_normalising_is_pixels_less_mean_over_std_and_leaves_its_input(mean, std):
+    """One mean and std: one pass, pixels·(1/std) − mean/std, within float32 rounding of (pixels − mean)/std."""
+    space = PixelSpace({"mean": mean, "std": std}, len(mean))
+    pixels = torch.rand(6, len(mean), 5, 5, generator=torch.Generator().manual_seed(0)) * 1.4 - 0.2
+    kept = pixels.clone()
+    expected = (pixels.double() - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    assert torch.allclose(space.normalised(pixels).double(), expected, rtol=1e-6, atol=1e-6)
+    assert torch.equal(pixels, kept)
+    clamped = space.normalise_clamped_(pixels)
+    assert clamped is pixels  # written over its input
+    assert torch.equal(clamped, space.normalised(kept.clamp(0, 1)))
+
+
 # --- the severities of a batch share one draw ----------------------------------------------------------------------
 
 
