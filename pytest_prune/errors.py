@@ -14,3 +14,8 @@ class NotApplicable(ValueError):
 
 class MissingExtra(ImportError):
     """A feature needs an optional extra that is not installed (or does not import); the message names the extra."""
+
+
+class UserExit(RuntimeError):
+    """User code (a pruner, an architecture factory, a dataset loader) called ``sys.exit``: an error of the cells
+    that needed it, as any other exception would be, not the end of the session (nor a broken fixture)."""

@@ -83,5 +83,5 @@ def arch_cost(arch: str) -> float:
         from .metrics.counting import count_macs, macs_summary
 
         return float(macs_summary(count_macs(ARCHITECTURES.get(arch)((3, 32, 32), 10), (3, 32, 32)))[0])
-    except Exception:  # an architecture that rejects the probe keeps its place
+    except (Exception, SystemExit):  # an architecture that rejects the probe (or exits) keeps its place
         return 0.0

@@ -265,7 +265,7 @@ class Cell(CachedStages):
             try:
                 with torch_state_kept():
                     returned = fn(work, amount, batches)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit in a pruner: this cell's error, not the session's end
                 raise PrunerError(
                     f"pruner {case.pruner!r} raised {type(exc).__name__}: {exc} (cell {where}, amount {amount:.4f})"
                 ) from exc

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from .cache import CorruptEntry, Entry, digest, harness_source
+from .errors import UserExit
 from .registry import ARCHITECTURES, DATASETS, PRUNERS
 from .sources import source_of
 
@@ -30,12 +31,18 @@ _MISSING = object()
 
 
 def cached(table: dict, key: Any, make: Callable[[], T]) -> T:
-    """``table[key]``, made once; a failure is cached too and raised again for every later request."""
+    """``table[key]``, made once; a failure is cached too and raised again for every later request.
+
+    ``sys.exit`` in user code becomes a ``UserExit`` error: a ``SystemExit`` escaping a fixture's setup would
+    leave pytest's fixture state broken for every later test.
+    """
     if key not in table:
         try:
             table[key] = make()
         except Exception as exc:
             table[key] = exc
+        except SystemExit as exc:
+            table[key] = UserExit(f"SystemExit: sys.exit({exc.code!r}) was called")
     value = table[key]
     if isinstance(value, Exception):
         raise value.with_traceback(None)

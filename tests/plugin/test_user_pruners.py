@@ -35,6 +35,8 @@ def zeroes_in_place(model, amount, data):
 """
 
 BAD = """
+import sys
+
 import torch
 from pytest_prune import pruner
 
@@ -42,6 +44,11 @@ from pytest_prune import pruner
 @pruner
 def raises(model, amount, data):
     raise RuntimeError("my pruner is broken")
+
+
+@pruner
+def exits(model, amount, data):
+    sys.exit("my pruner gave up")
 
 
 @pruner
@@ -85,18 +92,19 @@ def test_bad_pruners_error_in_their_own_cells_and_the_rest_is_kept(pytester, xdi
     pytester.makepyfile(bad=BAD)
     result = pytester.runpytest(
         *FAST,
-        "--prune-pruner=bad.py:raises,bad.py:wrong_shape,bad.py:misses_target,bad.py:returns_list",
+        "--prune-pruner=bad.py:raises,bad.py:exits,bad.py:wrong_shape,bad.py:misses_target,bad.py:returns_list",
         "--prune-pruner=global_magnitude,missing.py:nothing",
         "--prune-compression=8",
         "--prune-json=out.json",
         "--prune-max-drop=100",
         *xdist,
     )
-    result.assert_outcomes(passed=1, errors=5)
+    result.assert_outcomes(passed=1, errors=6)  # sys.exit in a pruner ends neither the session nor later cells
     by_pruner = {r["pruner"]: r for r in records(pytester.path / "out.json")}
     assert by_pruner["global_magnitude"]["outcome"] == "passed"
     expected = {
         "raises": "pruner 'raises' raised RuntimeError: my pruner is broken",
+        "exits": "pruner 'exits' raised SystemExit: my pruner gave up",
         "wrong_shape": "mask for 'fc1.weight' has shape (3, 3); the parameter has shape (300, 64)",
         "misses_target": "asked 8x, got 1.",
         "returns_list": "pruner returned a list",
@@ -323,3 +331,24 @@ def test_a_pruner_s_bad_masks_are_reported_in_one_line_naming_the_cell(pytester)
     out = result.stdout.str()
     assert "MaskError: digits-lenet300_100-wrong_shape-8x: pruner 'wrong_shape': mask for 'fc1.weight'" in out
     assert "pipeline.py" not in out and "staging.py" not in out  # no harness traceback
+
+
+def test_sys_exit_in_an_architecture_factory_errors_its_cells_and_the_session_goes_on(pytester, xdist):
+    pytester.makepyfile(quits="import sys\n\n\ndef net(input_shape, classes):\n    sys.exit(3)\n")
+    result = pytester.runpytest(
+        "--prune-dataset=digits",
+        "--prune-arch=quits.py:net,lenet300_100",
+        "--prune-epochs=1",
+        "-p",
+        "no:randomly",
+        "--prune-pruner=random",
+        "--prune-compression=2,4",
+        "--prune-json=out.json",
+        "--prune-max-drop=100",
+        *xdist,
+    )
+    result.assert_outcomes(passed=2, errors=2)
+    by_arch = {(r["arch"], r["compression"]): r for r in records(pytester.path / "out.json")}
+    for compression in (2, 4):
+        assert by_arch["net", compression]["error"] == "UserExit: SystemExit: sys.exit(3) was called"
+        assert by_arch["lenet300_100", compression]["outcome"] == "passed"
