@@ -82,8 +82,8 @@ def _prune_cell(prune_case: Case, _prune_store: Store) -> Cell:
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that name a problem with the user's input (data, weights, a name or spec, a setting, a recipe
-    that diverges, a pruner's masks, a missing extra, ``sys.exit`` in user code) and what to do: their message is the whole report,
-    without the harness's traceback."""
+    that diverges, a pruner's masks, a missing extra, ``sys.exit`` in user code) and what to do: their message
+    is the whole report, without the harness's traceback."""
     from .data.disk import DataError
     from .errors import MissingExtra, UserExit
     from .masks import MaskError
