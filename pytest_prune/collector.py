@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -99,6 +100,8 @@ class Collector:
         record = next((value for key, value in report.user_properties if key == PROPERTY), None)
         if record is None:
             return
+        if isinstance(record, str):  # JSON text (``fixtures.pytest_runtest_makereport``); a crash report's is a dict
+            record = json.loads(record)
         merged = self.records.setdefault(record["id"], {"tests": [], "outcome": "passed", "error": None})
         self.durations[record["id"]] = self.durations.get(record["id"], 0.0) + getattr(report, "duration", 0.0)
         outcome = (  # a crashed worker's report (xdist's phase "???") is an error too

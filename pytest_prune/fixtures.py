@@ -8,7 +8,8 @@ an error report still carries the achieved compression, the amount and whatever 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import json
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -58,6 +59,19 @@ def prune_case(request: pytest.FixtureRequest) -> Case:
         pytest.fail("prune_case is parametrized by pytest-prune; request it from a test function", pytrace=False)
     request.node.user_properties.append((PROPERTY, case.to_dict()))
     return case
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """The report carries the cell's record as JSON text (the test's own property stays the live dict): what
+    ``--junitxml`` writes is then JSON a dashboard can parse, and what ``-n`` workers send is the record as
+    the results file will hold it."""
+    report = yield
+    report.user_properties = [
+        (key, json.dumps(value, allow_nan=True) if key == PROPERTY and isinstance(value, dict) else value)
+        for key, value in report.user_properties
+    ]
+    return report
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ def test_the_junit_reader_reads_pytest_prune_properties(pytester):
     ).assert_outcomes(passed=1)
     result = pytester.run(sys.executable, "junit_metrics.py", "junit.xml")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["test_prune[[]digits-lenet300_100-random-2x[]]: top-1 *%, cache *"])
+    result.stdout.fnmatch_lines(["test_prune[[]digits-lenet300_100-random-2x[]]: top-1 *%, sparsity 50.0%, cache *"])
 
 
 def test_every_documented_command_parses_and_collects(pytester):

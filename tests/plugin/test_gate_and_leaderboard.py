@@ -117,6 +117,8 @@ def test_junit_xml_carries_the_key_metrics(pytester):
         assert 0 < float(properties["prune_top1"]) <= 1
         assert float(properties["prune_compression_achieved"]) >= 2
         assert properties["prune_cache"] == "computed"
+        record = json.loads(properties["pytest_prune"])  # the whole record, as JSON
+        assert record["pruner"] == "random" and record["top1"] == float(properties["prune_top1"])
 
 
 def test_leaderboard_option_writes_markdown_and_plots(pytester):
