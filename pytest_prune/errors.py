@@ -17,5 +17,18 @@ class MissingExtra(ImportError):
 
 
 class UserExit(RuntimeError):
-    """User code (a pruner, an architecture factory, a dataset loader) called ``sys.exit``: an error of the cells
-    that needed it, as any other exception would be, not the end of the session (nor a broken fixture)."""
+    """User code (an architecture factory, a dataset loader, a model's forward) called ``sys.exit``: an error of
+    the cells that needed it, as any other exception would be, not the end of the session (nor a broken
+    fixture). A pruner's ``sys.exit`` is its cell's ``PrunerError``, as any exception a pruner raises."""
+
+
+def raised(exc: BaseException) -> str:
+    """What user code did, for an error message: "raised Type: message", or "called sys.exit(code) at file:line"
+    (a ``SystemExit``, whose message alone would not say where)."""
+    if not isinstance(exc, SystemExit):
+        return f"raised {type(exc).__name__}: {exc}"
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "an unknown place"
+    return f"called {'sys.exit()' if exc.code is None else f'sys.exit({exc.code!r})'} at {place}"

@@ -21,6 +21,7 @@ from torch import nn
 
 from .cache import CellCache, CorruptEntry, data_digest
 from .data.base import Batches, ImageDataset, load_dataset
+from .errors import raised
 from .masks import (
     MaskEnforcer,
     MaskError,
@@ -266,9 +267,7 @@ class Cell(CachedStages):
                 with torch_state_kept():
                     returned = fn(work, amount, batches)
             except (Exception, SystemExit) as exc:  # sys.exit in a pruner: this cell's error, not the session's end
-                raise PrunerError(
-                    f"pruner {case.pruner!r} raised {type(exc).__name__}: {exc} (cell {where}, amount {amount:.4f})"
-                ) from exc
+                raise PrunerError(f"pruner {case.pruner!r} {raised(exc)} (cell {where}, amount {amount:.4f})") from exc
             try:
                 masks = derive_masks(work, returned, before)
                 check_contract(work, masks, before)

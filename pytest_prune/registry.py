@@ -351,7 +351,7 @@ def load_entry_points(group: str = ENTRY_POINT_GROUP) -> list[str]:
     for point in entry_points(group=group):
         try:
             target = point.load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit on import: a warning too, not the end of the session
             distribution = point.dist.name if point.dist is not None else "an unknown distribution"
             warnings.warn(
                 f"pytest-prune: entry point {point.name!r} ({point.value}) of distribution {distribution!r} failed "

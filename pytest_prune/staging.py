@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from .cache import CorruptEntry, Entry, digest, harness_source
-from .errors import UserExit
+from .errors import UserExit, raised
 from .registry import ARCHITECTURES, DATASETS, PRUNERS
 from .sources import source_of
 
@@ -42,7 +42,8 @@ def cached(table: dict, key: Any, make: Callable[[], T]) -> T:
         except Exception as exc:
             table[key] = exc
         except SystemExit as exc:
-            table[key] = UserExit(f"SystemExit: sys.exit({exc.code!r}) was called")
+            table[key] = UserExit(f"user code {raised(exc)}")
+            table[key].__cause__ = exc
     value = table[key]
     if isinstance(value, Exception):
         raise value.with_traceback(None)

@@ -43,7 +43,8 @@ class PixelSpace:
         return torch.addcmul(self.mean, x, self.std)  # x·std + mean, one pass
 
     def normalised(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self._normalise_(pixels.clone())
+        """``(pixels − mean) / std`` as a new tensor, at least float32."""
+        return self._normalise_(pixels.to(torch.promote_types(pixels.dtype, torch.float32), copy=True))
 
     def normalise_clamped_(self, pixels: torch.Tensor) -> torch.Tensor:
         """``normalised(pixels.clamp(0, 1))``, written over ``pixels``."""

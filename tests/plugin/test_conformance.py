@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 BROKEN = '''
 import os
 
@@ -68,8 +70,8 @@ def forgets_zeros(model, amount, data):
 
 @pruner
 def tops_out(model, amount, data):
-    """Layer magnitude that never removes more than 90% of a layer."""
-    return _lowest(model, min(amount, 0.9), torch.abs)
+    """Layer magnitude that never removes more than 80% of a layer."""
+    return _lowest(model, min(amount, 0.8), torch.abs)
 '''
 
 
@@ -85,12 +87,14 @@ def test_broken_pruners_fail_with_the_property_and_the_architecture(pytester, xd
         "--prune-conformance",
         "--prune-pruner=broken.py:only_linear,broken.py:unseeded,broken.py:rescales",
         "--prune-pruner=broken.py:forgets_zeros,broken.py:tops_out,global_magnitude",
+        "--hypothesis-seed=0",  # the same examples every run: a pass or failure here is the code's, not the draw's
         *xdist,
     )
     result.assert_outcomes(passed=1, failed=5)
     out = result.stdout.str()
-    assert "rank weights that are already zero first" in out  # forgets_zeros: the iterative property
-    assert "asked to remove 0.9" in out  # tops_out: the highest compressions are drawn
+    sections = dict(re.findall(r"_+ test_conformance\[(\w+)\] _+\n(.*?)(?=\n_{3,} |\n=+ )", out, re.S))
+    assert "rank weights that are already zero first" in sections["forgets_zeros"]  # the iterative property
+    assert re.search(r"asked to remove 0\.(8[5-9]|9)\d* of", sections["tops_out"])  # high amounts are drawn
     assert "spec=ArchSpec(" in out and "kind='conv'" in out  # the shrunk counterexample names it
     assert "not deterministic for seed" in out
     assert "the pruner changed kept weights of" in out

@@ -193,7 +193,8 @@ class FakeEntryPoint:
         return self._target
 
 
-def test_entry_points_register_pruners_and_a_broken_one_only_warns(monkeypatch):
+@pytest.mark.parametrize("error", [ImportError("No module named 'cuda_only_dep'"), SystemExit("no GPU, bye")])
+def test_entry_points_register_pruners_and_a_broken_one_only_warns(monkeypatch, error):
     import importlib.metadata
 
     from pytest_prune import registry
@@ -203,7 +204,7 @@ def test_entry_points_register_pruners_and_a_broken_one_only_warns(monkeypatch):
 
     points = [
         FakeEntryPoint("vendor", "vendor_pkg:vendor_pruner", target=vendor_pruner),
-        FakeEntryPoint("broken", "broken_pkg", error=ImportError("No module named 'cuda_only_dep'")),
+        FakeEntryPoint("broken", "broken_pkg", error=error),  # sys.exit on import too: a warning, not the end
     ]
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "g" else [])
     with pytest.warns(registry.EntryPointWarning, match="'broken' .* of distribution 'pytest-prune-thirdparty' failed"):
