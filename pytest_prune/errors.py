@@ -1,4 +1,5 @@
-"""Exceptions pruner authors may raise (torch-free, importable from ``pytest_prune``)."""
+"""Exceptions pruner authors may raise (torch-free, importable from ``pytest_prune``), and the wording of what
+user code (a pruner, a factory) raised, ``sys.exit`` included, in the errors that report it."""
 
 from __future__ import annotations
 
