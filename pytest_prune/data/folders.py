@@ -11,6 +11,7 @@ its annotations.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,14 +85,39 @@ def samples(split: Path, classes: list[str] | None, layout: str) -> tuple[list[s
     return found, pairs
 
 
+def _rgb(image: Any, path: Path) -> Any:
+    """``image`` as 8-bit RGB. 16-bit grey (Pillow's modes ``I;16…``, and ``I``, as Pillow before 10 opened
+    16-bit PNGs) is scaled by 255/65535 to the nearest level: Pillow's own conversion clips every value above
+    255 to white, which turns a 16-bit scan into a nearly binary image. A float image (mode ``F``) has no
+    defined range, so it is a DataError, as is an ``I`` image with values outside 0–65535."""
+    from PIL import Image
+
+    if image.mode == "F":
+        raise DataError(
+            f"dataset 'imagenet': {path} is a 32-bit float image, whose value range is not defined; save it with "
+            "8 or 16 bits per value"
+        )
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        values = np.asarray(image).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(
+                f"dataset 'imagenet': {path} is a 32-bit integer image with values from {values.min()} to "
+                f"{values.max()}, outside 16 bits; save it with 8 or 16 bits per value"
+            )
+        image = Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8))  # round(v · 255/65535)
+    return image.convert("RGB")
+
+
 def square(path: Path, size: int) -> np.ndarray:
-    """One image as (3, size, size) uint8 RGB: its shorter side resized to ``size`` (bilinear, antialiased as
-    Pillow resizes), then the centre crop; a file Pillow cannot read is a DataError naming it."""
+    """One image as (3, size, size) uint8 RGB (``_rgb``): its shorter side resized to ``size`` (bilinear,
+    antialiased as Pillow resizes), then the centre crop; a file Pillow cannot read is a DataError naming it."""
     from PIL import Image
 
     try:
         with Image.open(path) as opened:
-            image = opened.convert("RGB")
+            image = _rgb(opened, path)
+    except DataError:
+        raise
     except (OSError, ValueError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
         raise DataError(f"dataset 'imagenet': {path}: {exc}; replace or remove the file") from None
     width, height = image.size

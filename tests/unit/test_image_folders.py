@@ -113,3 +113,25 @@ def test_a_missing_split_or_a_flat_val_folder_is_a_clear_error(tmp_path):
         (tmp_path / "imagenet" / "val" / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(b"")
     with pytest.raises(DataError, match=r"imagenet/val holds 2 files and no class folders; move each image into "):
         load_dataset("imagenet", tmp_path)
+
+
+def test_a_16_bit_grey_image_is_scaled_to_8_bits_not_clipped_to_white(tmp_path):
+    """A 16-bit PNG ramp: Pillow's own conversion clipped every value above 255 to white (all but the first
+    column of this ramp); scaled by 255/65535, the columns keep their order and the top is white."""
+    ramp = np.tile(np.linspace(0, 65535, 64).round().astype(np.uint16), (64, 1))
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as opened:
+        assert opened.mode.startswith("I"), opened.mode  # Pillow opens it as 16-bit grey (I;16, or I before 10)
+    out = square(tmp_path / "deep.png", 64)
+    expected = (ramp.astype(np.int64) * 255 + 32767) // 65535
+    assert (out == expected[None]).all(), out[0, 0]
+    assert out[0, 0, 0] == 0 and out[0, 0, -1] == 255 and 120 <= out[0, 0, 32] <= 135
+
+
+def test_images_without_a_defined_8_or_16_bit_range_are_named(tmp_path):
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(DataError, match=r"float.tif is a 32-bit float image, whose value range is not defined"):
+        square(tmp_path / "float.tif", 8)
+    Image.fromarray(np.full((8, 8), 70000, np.int32)).save(tmp_path / "wide.tif")
+    with pytest.raises(DataError, match=r"wide.tif is a 32-bit integer image with values from 70000 to 70000"):
+        square(tmp_path / "wide.tif", 8)
