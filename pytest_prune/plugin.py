@@ -22,7 +22,7 @@ from .fixtures import PUBLIC_FIXTURES
 from .options import OPTIONS, ROBUSTNESS_ONLY
 from .registry import SpecError, all_builtin
 from .settings import Settings, SettingsError, build, resolve_device, shared_device, split_list
-from .spec_imports import is_import_spec, is_path_target
+from .spec_imports import rebased
 
 SETTINGS = pytest.StashKey[Settings]()
 MATRIX = pytest.StashKey[list]()
@@ -79,15 +79,10 @@ def _raw_options(config: pytest.Config) -> dict[str, Any]:
 
 def _ini_relative(kind: str, value: str | list[str], folder: Path) -> str:
     """``value`` with its relative paths joined to ``folder`` (``~`` expanded): the whole value for a path
-    option, the ``path.py`` of each ``path.py:function`` SPEC of a SPEC list (lines or a TOML list)."""
+    option, the ``path.py`` of each SPEC of a SPEC list (lines or a TOML list) that names one (``rebased``)."""
     if kind == "path":
         return str(folder / user_path(str(value).strip()))
-    specs = []
-    for spec in split_list(value, spaces=False):
-        target, sep, attr = spec.rpartition(":")
-        specs.append(
-            f"{folder / user_path(target)}{sep}{attr}" if is_import_spec(spec) and is_path_target(target) else spec
-        )
+    specs = [rebased(spec, folder) for spec in split_list(value, spaces=False)]
     if not specs:  # names nothing (`prune_pruner = ,`): left as written, for the settings to refuse
         return value if isinstance(value, str) else ",".join(map(str, value))
     return ",".join(specs)

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any, TypeVar, overload
 
-from .spec_imports import functions_in, import_target, is_import_spec
+from .spec_imports import functions_in, import_target, is_import_spec, written
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -164,7 +164,10 @@ class Registry:
         raise SpecError(self._unknown(spec))
 
     def _resolve_import(self, spec: str) -> str:
+        """The name of the function ``spec`` imports (its ``__name__``, or the SPEC as written when that name is
+        taken), or, when it gives none, the SPEC as written, recorded as broken."""
         target, _, attr = spec.rpartition(":")
+        shown = written(spec)  # an ini file's SPEC as it spells it, though its path was joined to the ini's folder
         try:
             module = import_target(target)
             fn = getattr(module, attr)
@@ -172,13 +175,13 @@ class Registry:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             message = (
-                f"{self.kind} SPEC {spec!r} does not import: {type(exc).__name__}: {exc}. "
+                f"{self.kind} SPEC {shown!r} does not import: {type(exc).__name__}: {exc}. "
                 "Check the path (relative to the current folder on the command line, to the ini file's folder "
                 "in the ini file) and the function name."
             )
-            return self._break(spec, message)
+            return self._break(shown, message)
         if not callable(fn):
-            return self._break(spec, f"{self.kind} SPEC {spec!r} names {type(fn).__name__}, not a function")
+            return self._break(shown, f"{self.kind} SPEC {shown!r} names {type(fn).__name__}, not a function")
         if (known := self.name_of(fn)) is not None:
             return known
         name = getattr(fn, "__name__", None) or attr  # a functools.partial or callable object: the SPEC's name
@@ -192,9 +195,9 @@ class Registry:
                 if name in self._homes:
                     self._homes[first] = self._homes.pop(name)
                 self._renamed[name] = first
-            name = spec
+            name = shown
         elif current is None:
-            self._by_spec[name] = spec
+            self._by_spec[name] = shown
         self.register(fn, name, home=module)
         return name
 
@@ -218,7 +221,8 @@ class Registry:
         if len(name.split()) > 1:  # "random global_magnitude": a SPEC list splits on commas, keeping paths' spaces
             hint += " Separate several with commas."
         if name.endswith(".py"):
-            return f"{self.kind} SPEC {name!r} names a file, not a function: give {name}:FUNCTION{functions_in(name)}"
+            shown = written(name)
+            return f"{self.kind} SPEC {shown!r} names a file, not a function: give {shown}:FUNCTION{functions_in(name)}"
         return f"unknown {self.kind} {name!r}.{hint} {self._available()}"
 
 

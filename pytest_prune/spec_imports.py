@@ -23,6 +23,31 @@ def is_path_target(target: str) -> bool:
     return target.endswith(".py") or "/" in target or "\\" in target
 
 
+_WRITTEN: dict[str, str] = {}
+"""A SPEC whose relative path the ini file's folder was joined to (``rebased``) → the SPEC as the ini spells it."""
+
+
+def rebased(spec: str, folder: Path) -> str:
+    """``spec`` with the relative path it names (``path.py:function``, or a bare ``path.py``) joined to
+    ``folder``, ``~`` expanded; other SPECs as they are. The SPEC as written stays its name (``written``), so
+    a cell, a results file and a leaderboard name it the same whatever folder pytest runs from and wherever
+    the project is checked out."""
+    target, sep, attr = spec.rpartition(":")
+    if not (is_import_spec(spec) and is_path_target(target)):
+        if not spec.endswith(".py"):
+            return spec
+        target, sep, attr = spec, "", ""
+    joined = f"{folder / user_path(target)}{sep}{attr}"
+    if joined != spec:
+        _WRITTEN[joined] = spec
+    return joined
+
+
+def written(spec: str) -> str:
+    """The SPEC as the user wrote it, for one that ``rebased`` joined to the ini file's folder."""
+    return _WRITTEN.get(spec, spec)
+
+
 def import_target(target: str) -> Any:
     """The module a SPEC's target names: a dotted module, or a ``path.py`` file imported once under a name of its
     own (its folder appended to ``sys.path``, so it imports its siblings)."""

@@ -140,6 +140,30 @@ def test_ini_paths_are_relative_to_the_ini_file(pytester, monkeypatch):
     assert not (pytester.path / "elsewhere" / "out").exists()
 
 
+def test_ini_specs_keep_the_names_they_are_written_with_from_any_folder(pytester, monkeypatch):
+    """Two files' ``prune`` functions go by their SPECs, as the ini file writes them: they named the files by
+    absolute path (cells, results and leaderboards differed from one checkout to another), and a SPEC that
+    names a file without a function listed the functions of a file relative to the current folder."""
+    body = (
+        "from pytest_prune.pruners.magnitude import global_magnitude\n\n"
+        "def prune(model, amount, data):\n"
+        "    return global_magnitude(model, amount, data)\n"
+    )
+    for version in ("v1", "v2"):
+        pytester.mkdir(version).joinpath("mine.py").write_text(body)
+    options = "[pytest]\nprune_bench = true\nprune_dataset = digits\nprune_arch = lenet300_100\n"
+    options += "prune_compression = 2\nprune_epochs = 0\nprune_json = out.json\n"
+    pytester.makeini(options + "prune_pruner = v1/mine.py:prune, v2/mine.py:prune\n")
+    monkeypatch.chdir(pytester.mkdir("elsewhere"))
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
+    assert sorted(r["pruner"] for r in records(pytester.path / "out.json")) == ["v1/mine.py:prune", "v2/mine.py:prune"]
+    pytester.makeini(options + "prune_pruner = v1/mine.py\n")
+    result = pytester.runpytest("-p", "no:randomly")
+    result.stderr.fnmatch_lines(
+        ["*pruner SPEC 'v1/mine.py' names a file, not a function: give v1/mine.py:FUNCTION (functions in it: prune)*"]
+    )
+
+
 def test_toml_lists_configure_the_list_options(pytester, monkeypatch):
     """pyproject.toml lists, a relative path SPEC among them, reach the matrix as the items they list."""
     pytester.makepyprojecttoml(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_prune.plugin import _ini_relative
+from pytest_prune.spec_imports import written
 
 
 def test_paths_and_path_specs_join_the_ini_folder_and_expand_home(tmp_path, monkeypatch):
@@ -20,6 +21,16 @@ def test_paths_and_path_specs_join_the_ini_folder_and_expand_home(tmp_path, monk
         f"{tmp_path / 'home/p/theirs.py'}:other",
         "pkg.mod:fn",  # a module is found on the import path, not in a folder
     ]
+    # each keeps the name it is written with (a clash's cell name, a results file's pruner)
+    assert [written(spec) for spec in specs.split(",")] == [
+        "global_magnitude",
+        "mine.py:fn",
+        "~/p/theirs.py:other",
+        "pkg.mod:fn",
+    ]
+    # a file without its function: joined too, so that the error lists that file's functions
+    assert _ini_relative("specs", "sub/mine.py", folder) == str(folder / "sub/mine.py")
+    assert written(str(folder / "sub/mine.py")) == "sub/mine.py"
 
 
 def test_an_unknown_home_is_left_for_the_error_that_names_the_missing_file():
