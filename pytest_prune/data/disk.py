@@ -32,6 +32,7 @@ from __future__ import annotations
 import gzip
 import io
 import math
+import os
 import pickle
 import struct
 import zlib
@@ -41,6 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..files import user_path
 from ..registry import dataset
 from .base import ImageDataset
 
@@ -73,8 +75,18 @@ def require_root(root: Path | None, name: str, layout: str) -> Path:
             f"expected layout: {layout}"
         )
     if not Path(root).is_dir():
-        raise DataError(f"dataset {name!r}: data root {root} is not a folder; expected layout: {layout}")
+        raise DataError(
+            f"dataset {name!r}: data root {root}{_named_by_environment(root)} is not a folder; "
+            f"expected layout: {layout}"
+        )
     return Path(root)
+
+
+def _named_by_environment(root: Path) -> str:
+    """`` (PYTEST_PRUNE_DATA)`` when the environment variable names ``root``, which the user may have set long
+    ago and forgotten (an option naming the same folder reads the same): the error says where to change it."""
+    value = os.environ.get("PYTEST_PRUNE_DATA")
+    return " (PYTEST_PRUNE_DATA)" if value and user_path(value) == Path(root) else ""
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -84,8 +84,18 @@ def test_a_missing_root_says_where_the_files_go(tmp_path):
     where = r"give --prune-data-root DIR \(`pytest-prune train --data-root DIR`\), or set PYTEST_PRUNE_DATA.*cifar-10"
     with pytest.raises(DataError, match=where):
         load_dataset("cifar10", None)
-    with pytest.raises(DataError, match="is not a folder"):
+    with pytest.raises(DataError, match=r"data root \S*nowhere is not a folder"):
         load_dataset("mnist", tmp_path / "nowhere")
+
+
+def test_a_stale_environment_data_root_is_named_as_such(tmp_path, monkeypatch):
+    """A PYTEST_PRUNE_DATA set long ago that names a folder gone since: the error says where the path came from."""
+    from pytest_prune.settings import build
+
+    monkeypatch.setenv("PYTEST_PRUNE_DATA", str(tmp_path / "gone"))
+    root = build({}).data_root
+    with pytest.raises(DataError, match=r"data root \S*gone \(PYTEST_PRUNE_DATA\) is not a folder"):
+        load_dataset("mnist", root)
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*\(raw or .gz\) not found in"):
         load_dataset("mnist", tmp_path)
     (tmp_path / "cifar-10-batches-py").mkdir()
