@@ -15,7 +15,7 @@ from .registry import architecture, dataset, pruner
 if TYPE_CHECKING:
     from torch import nn
 
-__version__ = "0.2.12"
+__version__ = "0.2.13"
 __all__ = ["ImageDataset", "NotApplicable", "__version__", "architecture", "dataset", "prunable", "pruner"]
 
 
